@@ -1,0 +1,39 @@
+# Two commands: `make demo` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PEERS := .venv-peers
+
+.PHONY: demo test lint bench bench-peers clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[plot,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo_burgers.py --out demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check surrogate tests benchmarks examples
+	$(VENV)/bin/ruff format --check surrogate tests benchmarks examples
+
+bench: $(STAMP)
+	mkdir -p benchmarks/results
+	for b in benchmarks/*.py; do \
+		echo "== $$b"; $(PY) $$b | tee -a benchmarks/results/all.jsonl || exit 1; \
+	done
+
+# Peers (neuraloperator, torchdiffeq) live in their own venv, never in the project's.
+bench-peers:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet "torch==2.13.0" "neuraloperator==2.0.*" torchdiffeq
+
+clean:
+	rm -rf demo runs benchmarks/results .pytest_cache .hypothesis

@@ -1,0 +1,7 @@
+"""Datasets on disk (CF netCDF), normalizers and batching."""
+
+from ._netcdf import problem_from_dataset as problem_from_dataset
+from ._netcdf import problem_of_dataset as problem_of_dataset
+from ._netcdf import problem_to_dataset as problem_to_dataset
+from ._netcdf import read_dataset as read_dataset
+from ._netcdf import write_dataset as write_dataset

@@ -1,0 +1,147 @@
+"""The `Problem` contract: a sampler, a reference solver, a dataset layout and metrics.
+
+A problem is an `eqx.Module` whose fields are its options (viscosity, resolution, ...).
+Subclasses declare their coordinates and variables; the netCDF layout, the per-sample keys
+and the checks on data read back are shared here, so that every problem writes and reads
+datasets the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, PRNGKeyArray
+
+from .._version import __version__
+
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    """How one dataset variable looks on disk: its dimensions after `sample`, units, name.
+
+    `role` is "input" (sampled: parameters, initial conditions, forcing) or "output"
+    (produced by the reference solver). `optional` outputs are written only when present.
+    """
+
+    dims: tuple[str, ...]
+    units: str
+    long_name: str
+    role: str = "output"
+    optional: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Coordinate:
+    values: Any  # numpy array, kept off the traced path
+    units: str
+    long_name: str
+    axis: str | None = None
+
+
+class Problem(eqx.Module):
+    """Abstract base of every problem. Fields of a subclass are its options.
+
+    Subclasses implement `sample_input`, `solve`, `coords`, `variables`, `metrics`, and say
+    which variables a surrogate maps from and to (`model_inputs`, `model_targets`).
+    """
+
+    name: ClassVar[str]
+    model_inputs: ClassVar[tuple[str, ...]]
+    model_targets: ClassVar[tuple[str, ...]]
+
+    # ---- to implement -------------------------------------------------------------
+    def sample_input(self, key: PRNGKeyArray) -> dict[str, Array]:
+        """One sample's inputs (parameters, initial condition, forcing)."""
+        raise NotImplementedError
+
+    def solve(self, inputs: Mapping[str, Array]) -> dict[str, Array]:
+        """The reference solution for ONE sample; jittable and vmappable."""
+        raise NotImplementedError
+
+    def coords(self) -> dict[str, Coordinate]:
+        raise NotImplementedError
+
+    def variables(self) -> dict[str, Variable]:
+        raise NotImplementedError
+
+    def metrics(self, pred: Array, true: Array) -> dict[str, float]:
+        """The field's metrics for a batch of predictions of `model_targets`."""
+        raise NotImplementedError
+
+    def solver_settings(self) -> dict[str, Any]:
+        """Numerical settings of the reference solver, recorded in the dataset."""
+        return {}
+
+    # ---- shared ---------------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        """The problem's options (its dataclass fields) as plain Python values."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, jax.Array | np.ndarray):
+                value = np.asarray(value).tolist()
+            out[f.name] = value
+        return out
+
+    def sample_keys(self, key: PRNGKeyArray, indices: Array) -> PRNGKeyArray:
+        """Per-sample keys derived from (key, sample index) only, so that a shard of a
+        dataset draws exactly the samples the whole dataset would."""
+        return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indices))
+
+    def sample_inputs(self, key: PRNGKeyArray, n: int) -> dict[str, Array]:
+        """Inputs of `n` samples: sample `i` uses `fold_in(key, i)`."""
+        return jax.vmap(self.sample_input)(self.sample_keys(key, jnp.arange(n)))
+
+    def model_input(self, data: Mapping[str, Array]) -> Array:
+        """Stack this problem's `model_inputs` of a batch into `(sample, channel, *grid)`."""
+        return _stack(data, self.model_inputs, self.variables())
+
+    def model_target(self, data: Mapping[str, Array]) -> Array:
+        return _stack(data, self.model_targets, self.variables())
+
+    def to_dataset(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any], *, seed=None):
+        from ..data import problem_to_dataset
+
+        return problem_to_dataset(self, inputs, outputs, seed=seed)
+
+    def from_dataset(self, ds) -> dict[str, Array]:
+        from ..data import problem_from_dataset
+
+        return problem_from_dataset(self, ds)
+
+    def attributes(self) -> dict[str, Any]:
+        """Global attributes a dataset of this problem carries."""
+        attrs: dict[str, Any] = {
+            "Conventions": "CF-1.10",
+            "problem": self.name,
+            "surrogate_version": __version__,
+        }
+        for k, v in self.options().items():
+            attrs[f"option_{k}"] = v
+        for k, v in self.solver_settings().items():
+            attrs[f"solver_{k}"] = v
+        return attrs
+
+
+def _stack(data: Mapping[str, Array], names: tuple[str, ...], variables) -> Array:
+    """Variables with the same grid become channels: (sample, *grid) -> (sample, c, *grid)."""
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ValueError(f"missing variable(s) {missing}; have {sorted(data)}")
+    arrays = []
+    for n in names:
+        a = jnp.asarray(data[n])
+        ndim = 1 + len(variables[n].dims)
+        if a.ndim != ndim:
+            raise ValueError(
+                f"variable {n!r} should have {ndim} dimensions (sample, "
+                f"{', '.join(variables[n].dims)}), got shape {a.shape}"
+            )
+        arrays.append(a)
+    return jnp.stack(arrays, axis=1)
