@@ -74,6 +74,11 @@ class Problem(eqx.Module):
         """The field's metrics for a batch of predictions of `model_targets`."""
         raise NotImplementedError
 
+    def store_inputs(self, inputs: Mapping[str, Array]) -> dict[str, Array]:
+        """Inputs as the dataset stores them (e.g. a fine initial condition subsampled to
+        the stored grid); by default unchanged."""
+        return dict(inputs)
+
     def solver_settings(self) -> dict[str, Any]:
         """Numerical settings of the reference solver, recorded in the dataset."""
         return {}

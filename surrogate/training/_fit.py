@@ -1,0 +1,174 @@
+"""The training loop: minibatch optimisation with checkpoints, resume and a NaN stop.
+
+One epoch is one jit-compiled `lax.scan` over its minibatches; Python only loops over
+epochs (for the progress bar, validation, checkpoints). Epoch e shuffles with
+`fold_in(key, e)`, so a run resumed from the checkpoint of epoch e continues exactly as
+the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, PRNGKeyArray, PyTree
+from tqdm.auto import tqdm
+
+from .._serialization import read_header, read_tree, write_tree
+from ..data import minibatches
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; `model` is the last good one (also on disk)."""
+
+    def __init__(self, message: str, model: eqx.Module, epoch: int):
+        super().__init__(message)
+        self.model = model
+        self.epoch = epoch
+
+
+def _n_samples(data: PyTree) -> int:
+    leaves = jax.tree_util.tree_leaves(data)
+    if not leaves:
+        raise ValueError("training data is empty")
+    n = leaves[0].shape[0]
+    if any(leaf.shape[0] != n for leaf in leaves):
+        raise ValueError(f"all training arrays need the same number of samples, got "
+                         f"{[leaf.shape[0] for leaf in leaves]}")
+    return n
+
+
+def _check_finite(name: str, data: PyTree) -> None:
+    for leaf in jax.tree_util.tree_leaves(data):
+        a = np.asarray(leaf)
+        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} data hold {int(np.sum(~np.isfinite(a)))} NaN/inf values")
+
+
+def _make_epoch(loss_fn, optimizer):
+    @eqx.filter_jit
+    def epoch(model, opt_state, data, batches):
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+
+        def step(carry, idx):
+            params, opt_state = carry
+            batch = jax.tree_util.tree_map(lambda a: a[idx], data)
+
+            def loss_of(p):
+                return loss_fn(eqx.combine(p, static), batch)
+
+            loss, grads = jax.value_and_grad(loss_of)(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batches)
+        return eqx.combine(params, static), opt_state, losses
+
+    return epoch
+
+
+def _make_eval(loss_fn, batch_size):
+    @eqx.filter_jit
+    def evaluate(model, data, n):
+        nb = n // batch_size
+        head = jax.tree_util.tree_map(
+            lambda a: a[: nb * batch_size].reshape(nb, batch_size, *a.shape[1:]), data)
+        losses = jax.lax.map(lambda b: loss_fn(model, b), head)
+        total = jnp.sum(losses) * batch_size
+        rest = n - nb * batch_size
+        if rest:
+            tail = jax.tree_util.tree_map(lambda a: a[nb * batch_size:], data)
+            total = total + loss_fn(model, tail) * rest
+        return total / n
+
+    return evaluate
+
+
+def fit(
+    model: eqx.Module,
+    loss_fn: Callable[[eqx.Module, PyTree], Array],
+    train: PyTree,
+    valid: PyTree | None = None,
+    *,
+    optimizer: optax.GradientTransformation,
+    epochs: int,
+    batch_size: int,
+    key: PRNGKeyArray,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+) -> tuple[eqx.Module, dict[str, list]]:
+    """Train `model` to minimise `loss_fn(model, batch)` over minibatches of `train`.
+
+    `train` and `valid` are pytrees of arrays with the sample axis first. The checkpoint
+    (model, optimiser state, epoch, history) is rewritten atomically after every epoch;
+    with `resume=True` training continues from it. If the loss becomes NaN or infinite,
+    training stops with `TrainingDiverged` and the checkpoint of the last good epoch stays.
+    Returns the trained model and the history (per-epoch `train_loss`, `valid_loss`, `time`).
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    n = _n_samples(train)
+    _check_finite("training", train)
+    if valid is not None:
+        _n_samples(valid)
+        _check_finite("validation", valid)
+    batch_size = min(batch_size, n) if batch_size > 0 else batch_size
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    history: dict[str, list] = {"epoch": [], "train_loss": [], "valid_loss": [], "time": []}
+    start = 0
+    if resume:
+        if checkpoint is None:
+            raise ValueError("resume=True needs a checkpoint path")
+        if Path(checkpoint).exists():
+            header = read_header(checkpoint)
+            model, opt_state = read_tree(checkpoint, (model, opt_state))
+            start = int(header["epoch"])
+            history = header["history"]
+
+    run_epoch = _make_epoch(loss_fn, optimizer)
+    evaluate = _make_eval(loss_fn, batch_size)
+    bar = tqdm(range(start, epochs), initial=start, total=epochs, disable=not progress,
+               desc="training", unit="epoch", leave=False)
+    for e in bar:
+        t0 = time.perf_counter()
+        batches = minibatches(jax.random.fold_in(key, e), n, batch_size)
+        new_model, new_state, losses = run_epoch(model, opt_state, train, batches)
+        train_loss = float(jnp.mean(losses))
+        valid_loss = (float(evaluate(new_model, valid, _n_samples(valid)))
+                      if valid is not None else math.nan)
+        if not math.isfinite(train_loss) or (valid is not None and not math.isfinite(valid_loss)):
+            where = f"; last good checkpoint kept at {checkpoint}" if checkpoint else ""
+            bar.close()
+            raise TrainingDiverged(
+                f"loss became {train_loss} at epoch {e + 1}: training stopped{where}",
+                model, e)
+        model, opt_state = new_model, new_state
+        history["epoch"].append(e + 1)
+        history["train_loss"].append(train_loss)
+        history["valid_loss"].append(valid_loss)
+        history["time"].append(time.perf_counter() - t0)
+        if checkpoint is not None:
+            write_tree(checkpoint, {"epoch": e + 1, "history": history}, (model, opt_state))
+        bar.set_postfix(train=f"{train_loss:.4g}", valid=f"{valid_loss:.4g}")
+        if callback is not None:
+            callback(e + 1, {k: v[-1] for k, v in history.items()})
+    bar.close()
+    return model, history
+
+
+def checkpoint_epoch(path: str | Path) -> int:
+    """The number of epochs completed in the checkpoint at `path`."""
+    return int(read_header(path)["epoch"])
+
