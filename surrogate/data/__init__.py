@@ -1,5 +1,6 @@
 """Datasets on disk (CF netCDF), normalizers and batching."""
 
+from ._generate import generate as generate
 from ._netcdf import problem_from_dataset as problem_from_dataset
 from ._netcdf import problem_of_dataset as problem_of_dataset
 from ._netcdf import problem_to_dataset as problem_to_dataset

@@ -49,6 +49,21 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     return path
 
 
+def _atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a small text file (JSON, TOML) through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def read_dataset(path: str | os.PathLike) -> xr.Dataset:
     """Read a whole netCDF file into memory, with an error that names the file when it is
     missing, truncated or not netCDF."""

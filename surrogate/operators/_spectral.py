@@ -59,50 +59,67 @@ def _inverse_dft(n: int, freqs: np.ndarray, real_axis: bool, dtype) -> Array:
     return jnp.asarray(mat, dtype=dtype)
 
 
+def _along(x: Array, mat: Array, axis: int) -> Array:
+    """Contract `x`'s `axis` with the first axis of `mat`, keeping the axis in place."""
+    return jnp.moveaxis(jnp.tensordot(x, mat, axes=[[axis], [0]]), -1, axis)
+
+
+def _complex_along(re: Array, im: Array, mat: Array, axis: int) -> tuple[Array, Array]:
+    """(re + i im) times the complex matrix `mat` along `axis`, in real arithmetic."""
+    mr, mi = jnp.real(mat), jnp.imag(mat)
+    return (_along(re, mr, axis) - _along(im, mi, axis),
+            _along(re, mi, axis) + _along(im, mr, axis))
+
+
 def spectral_multiply(
-    weight: Array, x: Float[Array, " cin *grid"], modes: tuple[int, ...], transform: str
+    weight: Float[Array, " 2 cout cin *kept"], x: Float[Array, " cin *grid"],
+    modes: tuple[int, ...], transform: str
 ) -> Float[Array, " cout *grid"]:
-    """Apply the complex mode weights `weight` (cout, cin, *kept) to the real field `x`."""
+    """Apply complex mode weights (stored as real and imaginary parts, `weight[0]` and
+    `weight[1]`) to the real field `x`."""
     grid = x.shape[1:]
     d = len(grid)
-    cdtype = jnp.complex128 if x.dtype == jnp.float64 else jnp.complex64
     letters = "abcdefgh"[:d]
     mix = f"oi{letters},i{letters}->o{letters}"
+    wr, wi = weight[0], weight[1]
     if transform == "fft":
         axes = tuple(range(1, d + 1))
         xh = jnp.fft.rfftn(x, axes=axes)
         idx = [kept_frequencies(n, m, full=a < d - 1) for a, (n, m) in
                enumerate(zip(grid, modes, strict=True))]
         corner = xh[(slice(None), *np.ix_(*idx))]
-        yk = jnp.einsum(mix, weight, corner)
-        out_shape = (weight.shape[0], *grid[:-1], grid[-1] // 2 + 1)
-        yh = jnp.zeros(out_shape, cdtype).at[(slice(None), *np.ix_(*idx))].set(yk)
+        yk = jnp.einsum(mix, wr + 1j * wi, corner)
+        out_shape = (weight.shape[1], *grid[:-1], grid[-1] // 2 + 1)
+        yh = jnp.zeros(out_shape, yk.dtype).at[(slice(None), *np.ix_(*idx))].set(yk)
         return jnp.fft.irfftn(yh, s=grid, axes=axes).astype(x.dtype)
     if transform == "dft":
-        xk = x.astype(cdtype) if d > 1 else x
-        for a in range(d - 1, -1, -1):
-            freqs = kept_frequencies(grid[a], modes[a], full=a < d - 1)
-            f = _forward_dft(grid[a], freqs, cdtype)
-            xk = jnp.moveaxis(jnp.tensordot(xk, f, axes=[[a + 1], [0]]), -1, a + 1)
-        yk = jnp.einsum(mix, weight, xk)
-        for a in range(d):
-            freqs = kept_frequencies(grid[a], modes[a], full=a < d - 1)
-            g = _inverse_dft(grid[a], freqs, real_axis=a == d - 1, dtype=cdtype)
-            if a == d - 1:
-                # only the real part survives on the real-transform axis
-                y = jnp.tensordot(yk.real, g.real, axes=[[a + 1], [0]]) - jnp.tensordot(
-                    yk.imag, g.imag, axes=[[a + 1], [0]])
-                yk = jnp.moveaxis(y, -1, a + 1)
-            else:
-                yk = jnp.moveaxis(jnp.tensordot(yk, g, axes=[[a + 1], [0]]), -1, a + 1)
-        return yk.astype(x.dtype)
+        # forward: the real axis first (real input), then the full axes; all in real pairs
+        cdtype = jnp.complex128 if x.dtype == jnp.float64 else jnp.complex64
+        last = d
+        f = _forward_dft(grid[-1], kept_frequencies(grid[-1], modes[-1], False), cdtype)
+        re, im = _along(x, jnp.real(f), last), _along(x, jnp.imag(f), last)
+        for a in range(d - 1):
+            f = _forward_dft(grid[a], kept_frequencies(grid[a], modes[a], True), cdtype)
+            re, im = _complex_along(re, im, f, a + 1)
+        # mode-wise channel mixing (a complex product in real arithmetic)
+        yr = jnp.einsum(mix, wr, re) - jnp.einsum(mix, wi, im)
+        yi = jnp.einsum(mix, wr, im) + jnp.einsum(mix, wi, re)
+        for a in range(d - 1):
+            g = _inverse_dft(grid[a], kept_frequencies(grid[a], modes[a], True), False, cdtype)
+            yr, yi = _complex_along(yr, yi, g, a + 1)
+        g = _inverse_dft(grid[-1], kept_frequencies(grid[-1], modes[-1], False), True, cdtype)
+        # only the real part survives the inverse real transform
+        return (_along(yr, jnp.real(g), last) - _along(yi, jnp.imag(g), last)).astype(x.dtype)
     raise ValueError(f"unknown spectral transform {transform!r}; use 'fft' or 'dft'")
 
 
 class SpectralConv(eqx.Module):
     """Spectral convolution over the last d axes of a `(channels, *grid)` field."""
 
-    weight: Array  # complex (out, in, *kept modes)
+    # complex weights as (real, imaginary) parts: real parameters keep optimisers honest
+    # (jax.grad of a real loss w.r.t. a complex leaf is the conjugate of the descent
+    # direction, which optax would follow the wrong way in the imaginary part)
+    weight: Float[Array, " 2 out in *kept"]
     modes: tuple[int, ...] = eqx.field(static=True)
     transform: str = eqx.field(static=True)
 
@@ -114,23 +131,20 @@ class SpectralConv(eqx.Module):
         if transform not in ("fft", "dft"):
             raise ValueError(f"unknown spectral transform {transform!r}; use 'fft' or 'dft'")
         kept = tuple(2 * m for m in modes[:-1]) + (modes[-1],)
-        cdtype = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
         # the FNO reference initialization: uniform(0, 1) / (in · out), real and imaginary
         scale = 1.0 / (in_channels * out_channels)
-        kr, ki = jax.random.split(key)
-        shape = (out_channels, in_channels, *kept)
-        self.weight = (scale * (jax.random.uniform(kr, shape, dtype)
-                                + 1j * jax.random.uniform(ki, shape, dtype))).astype(cdtype)
+        shape = (2, out_channels, in_channels, *kept)
+        self.weight = scale * jax.random.uniform(key, shape, dtype)
         self.modes = modes
         self.transform = transform
 
     @property
     def n_parameters(self) -> int:
-        return 2 * math.prod(self.weight.shape)
+        return math.prod(self.weight.shape)
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
-        if x.ndim != len(self.modes) + 1 or x.shape[0] != self.weight.shape[1]:
-            raise ValueError(f"expected input (channels={self.weight.shape[1]}, "
+        if x.ndim != len(self.modes) + 1 or x.shape[0] != self.weight.shape[2]:
+            raise ValueError(f"expected input (channels={self.weight.shape[2]}, "
                              f"{len(self.modes)} grid axes), got shape {x.shape}")
         check_modes(x.shape[1:], self.modes)
         return spectral_multiply(self.weight, x, self.modes, self.transform)

@@ -134,4 +134,4 @@ class FNO(eqx.Module):
     @property
     def n_parameters(self) -> int:
         leaves = jax.tree_util.tree_leaves(eqx.filter(self, eqx.is_array))
-        return sum(2 * a.size if jnp.iscomplexobj(a) else a.size for a in leaves)
+        return sum(a.size for a in leaves)

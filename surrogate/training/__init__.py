@@ -8,3 +8,5 @@ from ._losses import relative_l2 as relative_l2
 from ._losses import relative_l2_per_sample as relative_l2_per_sample
 from ._losses import relative_lp as relative_lp
 from ._losses import relative_lp_per_sample as relative_lp_per_sample
+from ._run import build_model as build_model
+from ._run import train_from_config as train_from_config

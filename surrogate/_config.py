@@ -1,0 +1,128 @@
+"""Training configurations in TOML: every key has a default, an unknown key is an error.
+
+```toml
+[data]
+path = "demo/burgers.nc"   # one netCDF file of a problem, split into train/valid/test
+n_train = 800
+n_valid = 100              # the rest (up to n_test) is the test set
+n_test = 100
+
+[model]
+type = "fno"               # see surrogate.cli MODELS
+modes = [16]
+width = 64
+n_layers = 4
+
+[training]
+epochs = 100
+batch_size = 20
+learning_rate = 1e-3
+schedule = "step"          # "constant", "step" (× gamma every step_epochs) or "cosine"
+step_epochs = 100
+gamma = 0.5
+weight_decay = 1e-4
+loss = "relative_l2"       # or "mse"
+seed = 0
+
+[output]
+dir = "runs/burgers_fno"
+```
+Relative paths are taken from the current directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass
+class DataConfig:
+    path: str = ""
+    n_train: int = 0  # 0: 80% of the file
+    n_valid: int = 0  # 0: 10% of the file
+    n_test: int = 0  # 0: the rest
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    epochs: int = 100
+    batch_size: int = 20
+    learning_rate: float = 1e-3
+    schedule: str = "step"
+    step_epochs: int = 100
+    gamma: float = 0.5
+    weight_decay: float = 1e-4
+    loss: str = "relative_l2"
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    dir: str = "runs/run"
+
+
+@dataclasses.dataclass
+class Config:
+    data: DataConfig
+    model: dict[str, Any]
+    training: TrainingConfig
+    output: OutputConfig
+    source: str = ""
+
+
+_SCHEDULES = ("constant", "step", "cosine")
+_LOSSES = ("relative_l2", "mse")
+
+
+def _section(cls, raw: dict, name: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {sorted(fields)}")
+    values = {}
+    for k, v in raw.items():
+        kind = type(fields[k].default)
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, kind) or isinstance(v, bool) != (kind is bool):
+            raise ValueError(f"[{name}] {k} should be {kind.__name__}, got {v!r}")
+        values[k] = v
+    return cls(**values)
+
+
+def parse_config(raw: dict, source: str = "") -> Config:
+    unknown = sorted(set(raw) - {"data", "model", "training", "output"})
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; allowed: data, model, training, output")
+    data = _section(DataConfig, raw.get("data", {}), "data")
+    training = _section(TrainingConfig, raw.get("training", {}), "training")
+    output = _section(OutputConfig, raw.get("output", {}), "output")
+    model = dict(raw.get("model", {}))
+    if not data.path:
+        raise ValueError("[data] path is required: the netCDF dataset to train on")
+    if "type" not in model:
+        raise ValueError("[model] type is required (e.g. type = \"fno\")")
+    if training.epochs < 0 or training.batch_size < 1 or not training.learning_rate > 0:
+        raise ValueError("[training] needs epochs >= 0, batch_size >= 1, learning_rate > 0")
+    if training.schedule not in _SCHEDULES:
+        raise ValueError(f"[training] schedule {training.schedule!r} unknown; use {_SCHEDULES}")
+    if training.loss not in _LOSSES:
+        raise ValueError(f"[training] loss {training.loss!r} unknown; use {_LOSSES}")
+    for k in ("n_train", "n_valid", "n_test"):
+        if getattr(data, k) < 0:
+            raise ValueError(f"[data] {k} must be >= 0")
+    return Config(data, model, training, output, source)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such config file: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid TOML: {e}") from None
+    return parse_config(raw, str(path))

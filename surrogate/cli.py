@@ -1,0 +1,183 @@
+"""`surrogate` command line: generate, train, evaluate, list.
+
+Errors in the user's input (unknown problem or option, bad data, bad config) print one line
+`surrogate: error: ...` and exit with status 2; there is no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+_USER_ERRORS = (ValueError, OSError, TypeError)
+
+
+def _parse_options(extra: list[str]) -> dict[str, str]:
+    """`--name value` pairs after the known arguments become problem options."""
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--") or len(token) <= 2:
+            raise ValueError(f"unexpected argument {token!r}; problem options look like "
+                             "--name value")
+        name = token[2:].replace("-", "_")
+        if "=" in name:
+            name, value = name.split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(extra):
+                raise ValueError(f"option --{name} needs a value")
+            value = extra[i + 1]
+            i += 2
+        options[name] = value
+    return options
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard expects i/n (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def cmd_generate(args, extra) -> int:
+    import numpy as np
+
+    from . import problems
+    from .data import generate, write_dataset
+
+    problem = problems.get(args.problem, **_parse_options(extra))
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    shard = _parse_shard(args.shard)
+    indices = np.arange(args.n)
+    if shard is not None:
+        indices = np.array_split(indices, shard[1])[shard[0]]
+        if indices.size == 0:
+            raise ValueError(f"shard {args.shard} of {args.n} samples is empty")
+    ds = generate(problem, seed=args.seed, indices=indices, batch_size=args.batch_size,
+                  progress=not args.quiet)
+    if shard is not None:
+        ds.attrs["shard"] = f"{shard[0]}/{shard[1]}"
+        ds.attrs["n_samples_total"] = args.n
+    path = write_dataset(ds, args.out)
+    print(f"wrote {path}: {ds.sizes['sample']} sample(s) of {problem.name}")
+    return 0
+
+
+def cmd_train(args, extra) -> int:
+    from ._config import load_config
+    from .training import TrainingDiverged, train_from_config
+
+    if extra:
+        raise ValueError(f"unexpected argument(s) {extra}")
+    cfg = load_config(args.config)
+    try:
+        result = train_from_config(cfg, resume=args.resume, progress=not args.quiet)
+    except TrainingDiverged as e:
+        print(f"surrogate: error: {e}", file=sys.stderr)
+        return 3
+    print(f"model: {result['model']}\nhistory: {result['history']}\n"
+          f"checkpoint: {result['checkpoint']}")
+    if "test_metrics" in result:
+        print("test " + ", ".join(f"{k} {v:.4g}" for k, v in result["test_metrics"].items()))
+    return 0
+
+
+def cmd_evaluate(args, extra) -> int:
+    from . import load
+    from .data import problem_of_dataset, read_dataset
+    from .evaluation import evaluate, plot_predictions, write_metrics
+
+    if extra:
+        raise ValueError(f"unexpected argument(s) {extra}")
+    model = load(args.model)
+    ds = read_dataset(args.data)
+    problem = problem_of_dataset(ds)
+    metrics, pred, true = evaluate(model, problem, ds)
+    width = max(len(k) for k in metrics)
+    print(f"{problem.name}: {pred.shape[0]} samples")
+    for k, v in metrics.items():
+        print(f"  {k:<{width}}  {v:.6g}")
+    if args.json:
+        write_metrics(args.json, metrics)
+        print(f"metrics: {args.json}")
+    if args.plot:
+        data = problem.from_dataset(ds)
+        x_in = problem.model_input(data)
+        coord = ds[list(problem.variables()[problem.model_targets[0]].dims)[-1]].values
+        plot_predictions(args.plot, coord, x_in, pred, true, title=f"{problem.name}: {args.model}")
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_list(args, extra) -> int:
+    from . import problems
+    from .problems import option_types, problem_class
+    from .training._run import model_table
+
+    print("problems:")
+    for name in problems.available():
+        cls = problem_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        opts = ", ".join(option_types(cls))
+        print(f"  {name:<16} {doc}\n  {'':<16} options: {opts}")
+    print("models:")
+    for name, cls in sorted(model_table().items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<16} {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="surrogate", description="Surrogate models of physics.")
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="generate a dataset with a problem's reference solver",
+                       description="Extra --name value pairs are the problem's options.")
+    g.add_argument("problem")
+    g.add_argument("--n", type=int, required=True, help="number of samples")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", required=True, help="netCDF file to write")
+    g.add_argument("--shard", help="i/n: write only shard i of n")
+    g.add_argument("--batch-size", type=int, default=32, help="samples solved at once")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=cmd_generate)
+    t = sub.add_parser("train", help="train a surrogate from a TOML config")
+    t.add_argument("config")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="metrics of a model on a dataset")
+    e.add_argument("model")
+    e.add_argument("data")
+    e.add_argument("--plot", help="PNG of predictions vs truth")
+    e.add_argument("--json", help="write the metrics as JSON")
+    e.set_defaults(func=cmd_evaluate)
+    li = sub.add_parser("list", help="problems and models available")
+    li.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "generate":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args, extra)
+    except _USER_ERRORS as e:
+        print(f"surrogate: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("surrogate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

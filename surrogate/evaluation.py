@@ -1,0 +1,102 @@
+"""Metrics of a trained surrogate on a dataset, and plots (matplotlib, at the edge)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array
+
+from .training._losses import relative_l2_per_sample as relative_l2_per_sample
+from .training._losses import relative_lp_per_sample as relative_lp_per_sample
+
+
+def r2_score(pred: Array, true: Array, axis=None) -> Array:
+    """Coefficient of determination 1 − SS_res / SS_tot (over `axis`, default all)."""
+    ss_res = jnp.sum((true - pred) ** 2, axis=axis)
+    ss_tot = jnp.sum((true - jnp.mean(true, axis=axis, keepdims=True)) ** 2, axis=axis)
+    return 1.0 - ss_res / ss_tot
+
+
+def predict(model, inputs: Array, batch_size: int = 64) -> np.ndarray:
+    """`model` applied to every sample of `inputs` (vmapped, in compiled batches)."""
+    inputs = jnp.asarray(inputs)
+    n = inputs.shape[0]
+    batch_size = max(1, min(batch_size, n))
+    run = eqx.filter_jit(jax.vmap(model))
+    out = []
+    for s in range(0, n, batch_size):
+        chunk = inputs[s : s + batch_size]
+        pad = batch_size - chunk.shape[0]
+        if pad:
+            chunk = jnp.concatenate([chunk, jnp.repeat(chunk[-1:], pad, axis=0)])
+        out.append(np.asarray(run(chunk))[: batch_size - pad])
+    return np.concatenate(out)
+
+
+def evaluate(model, problem, ds) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Metrics of `model` on dataset `ds` of `problem`; also the predictions and targets."""
+    data = problem.from_dataset(ds)
+    x = problem.model_input(data)
+    y = np.asarray(problem.model_target(data))
+    model_in = getattr(model, "input_norm", None)
+    if model_in is not None and x.shape[1] != model_in.channels:
+        raise ValueError(f"model takes {model_in.channels} input channel(s); dataset gives "
+                         f"{x.shape[1]}")
+    pred = predict(model, x)
+    if pred.shape != y.shape:
+        raise ValueError(f"model output shape {pred.shape[1:]} differs from the targets' "
+                         f"{y.shape[1:]}")
+    return problem.metrics(jnp.asarray(pred), jnp.asarray(y)), pred, y
+
+
+def write_metrics(path: str | Path, metrics: dict) -> Path:
+    from .data._netcdf import _atomic_write_text
+
+    return _atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
+
+
+def plot_predictions(path: str | Path, x: np.ndarray, inputs: np.ndarray, pred: np.ndarray,
+                     true: np.ndarray, n: int = 4, title: str = "") -> Path:
+    """Prediction vs truth for the first `n` samples of a 1-D problem (or 2-D images)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(n, pred.shape[0])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if pred.ndim == 3:  # (sample, channel, x)
+        fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.8), squeeze=False)
+        for i, ax in enumerate(axes[0]):
+            ax.plot(x, inputs[i, 0], color="0.7", lw=1, label="input")
+            ax.plot(x, true[i, 0], color="k", lw=1.5, label="truth")
+            ax.plot(x, pred[i, 0], "--", color="tab:red", lw=1.5, label="surrogate")
+            err = np.linalg.norm(pred[i] - true[i]) / np.linalg.norm(true[i])
+            ax.set_title(f"sample {i}: rel. L2 {err:.3f}", fontsize=9)
+            ax.set_xlabel("x")
+        axes[0][0].legend(fontsize=8)
+    elif pred.ndim == 4:  # (sample, channel, x, y)
+        fig, axes = plt.subplots(3, n, figsize=(2.6 * n, 7.5), squeeze=False)
+        for i in range(n):
+            for row, (img, label) in enumerate([(true[i, 0], "truth"), (pred[i, 0], "surrogate"),
+                                                (pred[i, 0] - true[i, 0], "error")]):
+                im = axes[row][i].imshow(img, origin="lower", cmap="RdBu_r" if row == 2 else None)
+                axes[row][i].set_title(f"{label} {i}", fontsize=9)
+                axes[row][i].axis("off")
+                fig.colorbar(im, ax=axes[row][i], fraction=0.046)
+    else:
+        raise ValueError(f"can plot 1-D or 2-D fields, got predictions of shape {pred.shape}")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.partial.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
