@@ -27,14 +27,14 @@ def predict(model, inputs: Array, batch_size: int = 64) -> np.ndarray:
     inputs = jnp.asarray(inputs)
     n = inputs.shape[0]
     batch_size = max(1, min(batch_size, n))
-    run = eqx.filter_jit(jax.vmap(model))
+    run = eqx.filter_jit(lambda m, a: jax.vmap(m)(a))
     out = []
     for s in range(0, n, batch_size):
         chunk = inputs[s : s + batch_size]
         pad = batch_size - chunk.shape[0]
         if pad:
             chunk = jnp.concatenate([chunk, jnp.repeat(chunk[-1:], pad, axis=0)])
-        out.append(np.asarray(run(chunk))[: batch_size - pad])
+        out.append(np.asarray(run(model, chunk))[: batch_size - pad])
     return np.concatenate(out)
 
 
@@ -71,16 +71,18 @@ def plot_predictions(path: str | Path, x: np.ndarray, inputs: np.ndarray, pred: 
     n = min(n, pred.shape[0])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if pred.ndim == 3:  # (sample, channel, x)
-        fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.8), squeeze=False)
-        for i, ax in enumerate(axes[0]):
-            ax.plot(x, inputs[i, 0], color="0.7", lw=1, label="input")
+    if pred.ndim == 3:  # (sample, channel, x): input on top, truth and surrogate below
+        fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 4.6), squeeze=False, sharex=True)
+        for i in range(n):
+            axes[0][i].plot(x, inputs[i, 0], color="0.4", lw=1)
+            axes[0][i].set_title(f"input {i}", fontsize=9)
+            ax = axes[1][i]
             ax.plot(x, true[i, 0], color="k", lw=1.5, label="truth")
             ax.plot(x, pred[i, 0], "--", color="tab:red", lw=1.5, label="surrogate")
             err = np.linalg.norm(pred[i] - true[i]) / np.linalg.norm(true[i])
-            ax.set_title(f"sample {i}: rel. L2 {err:.3f}", fontsize=9)
+            ax.set_title(f"output {i}: rel. L2 {err:.3g}", fontsize=9)
             ax.set_xlabel("x")
-        axes[0][0].legend(fontsize=8)
+        axes[1][0].legend(fontsize=8)
     elif pred.ndim == 4:  # (sample, channel, x, y)
         fig, axes = plt.subplots(3, n, figsize=(2.6 * n, 7.5), squeeze=False)
         for i in range(n):
