@@ -148,11 +148,14 @@ def fit(
         train_loss = float(jnp.mean(losses))
         valid_loss = (float(evaluate(new_model, valid, _n_samples(valid)))
                       if valid is not None else math.nan)
-        if not math.isfinite(train_loss) or (valid is not None and not math.isfinite(valid_loss)):
+        bad = ("training", train_loss) if not math.isfinite(train_loss) else (
+            ("validation", valid_loss) if valid is not None and not math.isfinite(valid_loss)
+            else None)
+        if bad is not None:
             where = f"; last good checkpoint kept at {checkpoint}" if checkpoint else ""
             bar.close()
             raise TrainingDiverged(
-                f"loss became {train_loss} at epoch {e + 1}: training stopped{where}",
+                f"{bad[0]} loss became {bad[1]} at epoch {e + 1}: training stopped{where}",
                 model, e)
         model, opt_state = new_model, new_state
         history["epoch"].append(e + 1)

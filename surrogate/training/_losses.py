@@ -16,7 +16,7 @@ def _norm(x: Array, p: float, weights: Array | None) -> Array:
     flat_axes = tuple(range(1, x.ndim))
     a = jnp.abs(x) ** p
     if weights is not None:
-        a = a * weights
+        a = a * jnp.asarray(weights)[None]  # weights describe one sample
     return jnp.sum(a, axis=flat_axes) ** (1.0 / p)
 
 
