@@ -57,8 +57,10 @@ def build_model(spec: dict, in_channels: int, out_channels: int, *, key) -> eqx.
 
 
 def split(n: int, n_train: int, n_valid: int, n_test: int) -> tuple[slice, slice, slice]:
+    """Consecutive train / validation / test slices; 0 means 80% / 10% / the rest."""
     n_train = n_train or int(0.8 * n)
-    n_valid = n_valid or max(1, int(0.1 * n)) if n_train < n else n_valid
+    if not n_valid and n_train < n:
+        n_valid = max(1, int(0.1 * n))
     n_test = n_test or n - n_train - n_valid
     if n_train < 1 or n_train + n_valid + n_test > n:
         raise ValueError(f"the dataset has {n} samples; cannot take n_train={n_train}, "
