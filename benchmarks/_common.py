@@ -47,8 +47,12 @@ def run_peer(script: str, args: dict, timeout: int = 1800) -> dict | None:
     if not PEER_PYTHON.exists():
         print(f"peer venv missing ({PEER_PYTHON}); run `make bench-peers`", file=sys.stderr)
         return None
-    r = subprocess.run([str(PEER_PYTHON), "-c", script, json.dumps(args)], capture_output=True,
-                       text=True, timeout=timeout)
+    r = subprocess.run(
+        [str(PEER_PYTHON), "-c", script, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if r.returncode != 0:
         print(r.stderr[-3000:], file=sys.stderr)
         return None

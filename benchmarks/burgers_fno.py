@@ -53,9 +53,17 @@ def train(x, y, epochs, args, key):
     lr = optax.exponential_decay(1e-3, max(1, epochs // 5) * steps, 0.5, staircase=True)
     data = {"x": jax.vmap(xn.encode)(jnp.asarray(x[:N_TRAIN])), "y": jnp.asarray(y[:N_TRAIN])}
     t = time.perf_counter()
-    model, hist = fit(model, loss_fn, data, None, optimizer=optax.adamw(lr, weight_decay=1e-4),
-                      epochs=epochs, batch_size=20, key=jax.random.fold_in(key, 1),
-                      progress=not args.quiet)
+    model, hist = fit(
+        model,
+        loss_fn,
+        data,
+        None,
+        optimizer=optax.adamw(lr, weight_decay=1e-4),
+        epochs=epochs,
+        batch_size=20,
+        key=jax.random.fold_in(key, 1),
+        progress=not args.quiet,
+    )
     seconds = time.perf_counter() - t
     return (lambda a: yn.decode(model(xn.encode(a)))), hist, seconds
 
@@ -81,32 +89,47 @@ def main() -> None:
     key = jax.random.key(args.seed)
     f1024, h1024, t1024 = train(x, y, epochs, args, key)
     e1024 = test_error(f1024, x, y)
-    print(f"s=1024: test relative L2 {e1024:.4f} after {epochs} epochs ({t1024:.0f} s)",
-          file=sys.stderr)
+    print(
+        f"s=1024: test relative L2 {e1024:.4f} after {epochs} epochs ({t1024:.0f} s)",
+        file=sys.stderr,
+    )
     f256, h256, t256 = train(x[..., ::4], y[..., ::4], epochs_256, args, key)
     e256 = test_error(f256, x[..., ::4], y[..., ::4])
     e256_at_1024 = test_error(f256, x, y)
     print(f"s=256: {e256:.4f}; same weights at s=1024: {e256_at_1024:.4f}", file=sys.stderr)
-    emit({
-        "name": "burgers_fno",
-        "config": {"n_train": N_TRAIN, "n_test": N_TEST, "resolution": 1024, "modes": 16,
-                   "width": 64, "layers": 4, "batch": 20, "optimizer": "adamw(1e-3, wd 1e-4)",
-                   "schedule": "x0.5 every epochs/5", "loss": "relative_l2",
-                   "epochs": epochs, "epochs_256": epochs_256, "viscosity": 0.1,
-                   "seed": args.seed},
-        "machine": machine(),
-        "results": {
-            "test_relative_l2_s1024": round(e1024, 5),
-            "test_relative_l2_s256": round(e256, 5),
-            "test_relative_l2_s256_model_at_s1024": round(e256_at_1024, 5),
-            "superresolution_ratio": round(e256_at_1024 / e256, 3),
-            "train_seconds_s1024": round(t1024, 1),
-            "train_seconds_s256": round(t256, 1),
-            "seconds_per_epoch_s1024": round(t1024 / max(epochs, 1), 3),
-            "final_train_loss_s1024": h1024["train_loss"][-1] if h1024["train_loss"] else None,
-            "paper_relative_l2_s1024": 0.016,
-        },
-    })
+    emit(
+        {
+            "name": "burgers_fno",
+            "config": {
+                "n_train": N_TRAIN,
+                "n_test": N_TEST,
+                "resolution": 1024,
+                "modes": 16,
+                "width": 64,
+                "layers": 4,
+                "batch": 20,
+                "optimizer": "adamw(1e-3, wd 1e-4)",
+                "schedule": "x0.5 every epochs/5",
+                "loss": "relative_l2",
+                "epochs": epochs,
+                "epochs_256": epochs_256,
+                "viscosity": 0.1,
+                "seed": args.seed,
+            },
+            "machine": machine(),
+            "results": {
+                "test_relative_l2_s1024": round(e1024, 5),
+                "test_relative_l2_s256": round(e256, 5),
+                "test_relative_l2_s256_model_at_s1024": round(e256_at_1024, 5),
+                "superresolution_ratio": round(e256_at_1024 / e256, 3),
+                "train_seconds_s1024": round(t1024, 1),
+                "train_seconds_s256": round(t256, 1),
+                "seconds_per_epoch_s1024": round(t1024 / max(epochs, 1), 3),
+                "final_train_loss_s1024": h1024["train_loss"][-1] if h1024["train_loss"] else None,
+                "paper_relative_l2_s1024": 0.016,
+            },
+        }
+    )
 
 
 if __name__ == "__main__":

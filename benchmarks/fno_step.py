@@ -51,8 +51,9 @@ print(json.dumps({"ms": 1e3 * statistics.median(ts), "parameters": n,
 
 
 def jax_step_time(case: dict, transform: str, repeats: int) -> tuple[float, int]:
-    model = FNO(1, 1, case["modes"], case["width"], LAYERS, transform=transform,
-                key=jax.random.key(0))
+    model = FNO(
+        1, 1, case["modes"], case["width"], LAYERS, transform=transform, key=jax.random.key(0)
+    )
     opt = optax.adam(1e-3)
     state = opt.init(eqx.filter(model, eqx.is_inexact_array))
     x = jax.random.normal(jax.random.key(1), (BATCH, 1, *case["grid"]))
@@ -94,9 +95,17 @@ def main() -> None:
             row["surrogate_parameters"] = n
             print(f"{name} surrogate {transform}: {ms:.1f} ms", file=sys.stderr)
         if not args.no_peer:
-            peer = run_peer(PEER, {"modes": case["peer_modes"], "width": case["width"],
-                                   "layers": LAYERS, "batch": BATCH, "grid": list(case["grid"]),
-                                   "repeats": repeats})
+            peer = run_peer(
+                PEER,
+                {
+                    "modes": case["peer_modes"],
+                    "width": case["width"],
+                    "layers": LAYERS,
+                    "batch": BATCH,
+                    "grid": list(case["grid"]),
+                    "repeats": repeats,
+                },
+            )
             if peer:
                 row["neuraloperator_ms"] = round(peer["ms"], 2)
                 row["neuraloperator_parameters"] = peer["parameters"]
@@ -105,9 +114,22 @@ def main() -> None:
                 row["peer"] = {"torch": peer["torch"], "threads": peer["threads"]}
                 print(f"{name} neuraloperator: {peer['ms']:.1f} ms", file=sys.stderr)
         results[name] = row
-    emit({"name": "fno_step", "config": {"batch": BATCH, "layers": LAYERS, "optimizer": "adam",
-          "loss": "mse", "dtype": "float32", "cases": {k: CASES[k] for k in results}},
-          "repeats": repeats, "machine": machine(), "results": results})
+    emit(
+        {
+            "name": "fno_step",
+            "config": {
+                "batch": BATCH,
+                "layers": LAYERS,
+                "optimizer": "adam",
+                "loss": "mse",
+                "dtype": "float32",
+                "cases": {k: CASES[k] for k in results},
+            },
+            "repeats": repeats,
+            "machine": machine(),
+            "results": results,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -35,18 +35,24 @@ def main() -> None:
 
     problem = surrogate.problems.get("burgers", resolution=args.resolution)
     print(f"[1/3] generating {args.n} Burgers samples at s = {args.resolution} ...", flush=True)
-    data_path = write_dataset(generate(problem, args.n, seed=0, progress=True),
-                              out / "burgers.nc")
+    data_path = write_dataset(generate(problem, args.n, seed=0, progress=True), out / "burgers.nc")
     t1 = time.perf_counter()
 
     print(f"[2/3] training an FNO for {args.epochs} epochs ...", flush=True)
-    cfg = parse_config({
-        "data": {"path": str(data_path)},
-        "model": {"type": "fno", "modes": [16], "width": 32, "n_layers": 4},
-        "training": {"epochs": args.epochs, "batch_size": 16, "learning_rate": 3e-3,
-                     "schedule": "cosine", "weight_decay": 1e-4},
-        "output": {"dir": str(out)},
-    })
+    cfg = parse_config(
+        {
+            "data": {"path": str(data_path)},
+            "model": {"type": "fno", "modes": [16], "width": 32, "n_layers": 4},
+            "training": {
+                "epochs": args.epochs,
+                "batch_size": 16,
+                "learning_rate": 3e-3,
+                "schedule": "cosine",
+                "weight_decay": 1e-4,
+            },
+            "output": {"dir": str(out)},
+        }
+    )
     result = train_from_config(cfg, progress=True)
     t2 = time.perf_counter()
 
@@ -56,16 +62,31 @@ def main() -> None:
     test = ds.isel(sample=slice(int(0.9 * args.n), None))
     metrics, pred, true = evaluate(model, problem_of_dataset(ds), test)
     metrics["n_test"] = int(pred.shape[0])
-    metrics["seconds"] = {"generate": round(t1 - t0, 1), "train": round(t2 - t1, 1),
-                          "total": round(time.perf_counter() - t0, 1)}
+    metrics["seconds"] = {
+        "generate": round(t1 - t0, 1),
+        "train": round(t2 - t1, 1),
+        "total": round(time.perf_counter() - t0, 1),
+    }
     metrics["device"] = str(jax.devices()[0])
     write_metrics(out / "metrics.json", metrics)
-    plot_predictions(out / "prediction.png", test["x"].values, test["u0"].values[:, None],
-                     pred, true, title="Burgers, FNO surrogate vs pseudo-spectral reference")
+    plot_predictions(
+        out / "prediction.png",
+        test["x"].values,
+        test["u0"].values[:, None],
+        pred,
+        true,
+        title="Burgers, FNO surrogate vs pseudo-spectral reference",
+    )
     print(json.dumps({k: metrics[k] for k in ("relative_l2", "rmse", "max_error")}))
     print(f"\ndone in {metrics['seconds']['total']} s. Outputs:")
-    for name in ("burgers.nc", "model.eqx", "metrics.json", "prediction.png", "history.json",
-                 "checkpoint.eqx"):
+    for name in (
+        "burgers.nc",
+        "model.eqx",
+        "metrics.json",
+        "prediction.png",
+        "history.json",
+        "checkpoint.eqx",
+    ):
         print(f"  {out / name}")
 
 

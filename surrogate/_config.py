@@ -104,7 +104,7 @@ def parse_config(raw: dict, source: str = "") -> Config:
     if not data.path:
         raise ValueError("[data] path is required: the netCDF dataset to train on")
     if "type" not in model:
-        raise ValueError("[model] type is required (e.g. type = \"fno\")")
+        raise ValueError('[model] type is required (e.g. type = "fno")')
     if training.epochs < 0 or training.batch_size < 1 or not training.learning_rate > 0:
         raise ValueError("[training] needs epochs >= 0, batch_size >= 1, learning_rate > 0")
     if training.schedule not in _SCHEDULES:

@@ -29,10 +29,13 @@ def describe(module: eqx.Module) -> dict[str, Any]:
     """{"class": "pkg.mod:Name", "config": {...}} for a module with a `config()` method;
     nested modules in the config are described recursively."""
     if not hasattr(module, "config"):
-        raise TypeError(f"{type(module).__name__} has no config(); cannot be saved by surrogate."
-                        " Give it a config() returning its constructor arguments.")
-    config = {k: describe(v) if isinstance(v, eqx.Module) else v
-              for k, v in module.config().items()}
+        raise TypeError(
+            f"{type(module).__name__} has no config(); cannot be saved by surrogate."
+            " Give it a config() returning its constructor arguments."
+        )
+    config = {
+        k: describe(v) if isinstance(v, eqx.Module) else v for k, v in module.config().items()
+    }
     cls = type(module)
     return {"class": f"{cls.__module__}:{cls.__qualname__}", "config": config}
 
@@ -44,8 +47,10 @@ def build(desc: dict[str, Any]) -> eqx.Module:
         cls = getattr(importlib.import_module(module_name), cls_name)
     except (KeyError, ValueError, ImportError, AttributeError) as e:
         raise ValueError(f"model file names an unknown class {desc.get('class')!r}: {e}") from None
-    config = {k: build(v) if isinstance(v, dict) and "class" in v and "config" in v else v
-              for k, v in desc["config"].items()}
+    config = {
+        k: build(v) if isinstance(v, dict) and "class" in v and "config" in v else v
+        for k, v in desc["config"].items()
+    }
     return cls(**config, key=jax.random.key(0))
 
 
@@ -80,8 +85,10 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ValueError(f"{path} is not a surrogate model file (no JSON header)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a surrogate model file (format "
-                         f"{header.get('format') if isinstance(header, dict) else None!r})")
+        raise ValueError(
+            f"{path} is not a surrogate model file (format "
+            f"{header.get('format') if isinstance(header, dict) else None!r})"
+        )
     return header
 
 
@@ -93,8 +100,10 @@ def read_tree(path: str | os.PathLike, like: Any) -> Any:
         try:
             return eqx.tree_deserialise_leaves(f, like)
         except Exception as e:  # numpy raises several types on truncated/mismatched data
-            raise ValueError(f"{path}: stored arrays do not match the model "
-                             f"(truncated file or different architecture): {e}") from None
+            raise ValueError(
+                f"{path}: stored arrays do not match the model "
+                f"(truncated file or different architecture): {e}"
+            ) from None
 
 
 def save(path: str | os.PathLike, model: eqx.Module, **extra: Any) -> Path:

@@ -19,8 +19,9 @@ def _parse_options(extra: list[str]) -> dict[str, str]:
     while i < len(extra):
         token = extra[i]
         if not token.startswith("--") or len(token) <= 2:
-            raise ValueError(f"unexpected argument {token!r}; problem options look like "
-                             "--name value")
+            raise ValueError(
+                f"unexpected argument {token!r}; problem options look like --name value"
+            )
         name = token[2:].replace("-", "_")
         if "=" in name:
             name, value = name.split("=", 1)
@@ -61,8 +62,13 @@ def cmd_generate(args, extra) -> int:
         indices = np.array_split(indices, shard[1])[shard[0]]
         if indices.size == 0:
             raise ValueError(f"shard {args.shard} of {args.n} samples is empty")
-    ds = generate(problem, seed=args.seed, indices=indices, batch_size=args.batch_size,
-                  progress=not args.quiet)
+    ds = generate(
+        problem,
+        seed=args.seed,
+        indices=indices,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     if shard is not None:
         ds.attrs["shard"] = f"{shard[0]}/{shard[1]}"
         ds.attrs["n_samples_total"] = args.n
@@ -83,8 +89,10 @@ def cmd_train(args, extra) -> int:
     except TrainingDiverged as e:
         print(f"surrogate: error: {e}", file=sys.stderr)
         return 3
-    print(f"model: {result['model']}\nhistory: {result['history']}\n"
-          f"checkpoint: {result['checkpoint']}")
+    print(
+        f"model: {result['model']}\nhistory: {result['history']}\n"
+        f"checkpoint: {result['checkpoint']}"
+    )
     if "test_metrics" in result:
         print("test " + ", ".join(f"{k} {v:.4g}" for k, v in result["test_metrics"].items()))
     return 0
@@ -138,8 +146,11 @@ def cmd_list(args, extra) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="surrogate", description="Surrogate models of physics.")
     sub = p.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="generate a dataset with a problem's reference solver",
-                       description="Extra --name value pairs are the problem's options.")
+    g = sub.add_parser(
+        "generate",
+        help="generate a dataset with a problem's reference solver",
+        description="Extra --name value pairs are the problem's options.",
+    )
     g.add_argument("problem")
     g.add_argument("--n", type=int, required=True, help="number of samples")
     g.add_argument("--seed", type=int, default=0)

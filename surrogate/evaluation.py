@@ -45,12 +45,14 @@ def evaluate(model, problem, ds) -> tuple[dict[str, float], np.ndarray, np.ndarr
     y = np.asarray(problem.model_target(data))
     model_in = getattr(model, "input_norm", None)
     if model_in is not None and x.shape[1] != model_in.channels:
-        raise ValueError(f"model takes {model_in.channels} input channel(s); dataset gives "
-                         f"{x.shape[1]}")
+        raise ValueError(
+            f"model takes {model_in.channels} input channel(s); dataset gives {x.shape[1]}"
+        )
     pred = predict(model, x)
     if pred.shape != y.shape:
-        raise ValueError(f"model output shape {pred.shape[1:]} differs from the targets' "
-                         f"{y.shape[1:]}")
+        raise ValueError(
+            f"model output shape {pred.shape[1:]} differs from the targets' {y.shape[1:]}"
+        )
     return problem.metrics(jnp.asarray(pred), jnp.asarray(y)), pred, y
 
 
@@ -60,8 +62,15 @@ def write_metrics(path: str | Path, metrics: dict) -> Path:
     return _atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
 
 
-def plot_predictions(path: str | Path, x: np.ndarray, inputs: np.ndarray, pred: np.ndarray,
-                     true: np.ndarray, n: int = 4, title: str = "") -> Path:
+def plot_predictions(
+    path: str | Path,
+    x: np.ndarray,
+    inputs: np.ndarray,
+    pred: np.ndarray,
+    true: np.ndarray,
+    n: int = 4,
+    title: str = "",
+) -> Path:
     """Prediction vs truth for the first `n` samples of a 1-D problem (or 2-D images)."""
     import matplotlib
 
@@ -86,8 +95,13 @@ def plot_predictions(path: str | Path, x: np.ndarray, inputs: np.ndarray, pred: 
     elif pred.ndim == 4:  # (sample, channel, x, y)
         fig, axes = plt.subplots(3, n, figsize=(2.6 * n, 7.5), squeeze=False)
         for i in range(n):
-            for row, (img, label) in enumerate([(true[i, 0], "truth"), (pred[i, 0], "surrogate"),
-                                                (pred[i, 0] - true[i, 0], "error")]):
+            for row, (img, label) in enumerate(
+                [
+                    (true[i, 0], "truth"),
+                    (pred[i, 0], "surrogate"),
+                    (pred[i, 0] - true[i, 0], "error"),
+                ]
+            ):
                 im = axes[row][i].imshow(img, origin="lower", cmap="RdBu_r" if row == 2 else None)
                 axes[row][i].set_title(f"{label} {i}", fontsize=9)
                 axes[row][i].axis("off")

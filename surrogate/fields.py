@@ -20,7 +20,12 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 
 def grf_eigenvalues(
-    shape: tuple[int, ...], *, alpha: float, tau: float, sigma: float, zero_mean: bool = True,
+    shape: tuple[int, ...],
+    *,
+    alpha: float,
+    tau: float,
+    sigma: float,
+    zero_mean: bool = True,
     dtype=jnp.float32,
 ) -> Float[Array, " ..."]:
     """λ_k on the `rfftn` layout of a grid of `shape` on the unit torus."""
@@ -35,8 +40,14 @@ def grf_eigenvalues(
 
 
 def grf(
-    key: PRNGKeyArray, shape: tuple[int, ...], *, alpha: float, tau: float, sigma: float,
-    zero_mean: bool = True, dtype=jnp.float32,
+    key: PRNGKeyArray,
+    shape: tuple[int, ...],
+    *,
+    alpha: float,
+    tau: float,
+    sigma: float,
+    zero_mean: bool = True,
+    dtype=jnp.float32,
 ) -> Float[Array, " ..."]:
     """One periodic Gaussian random field on a grid of `shape` over [0, 1)^d."""
     shape = tuple(int(n) for n in shape)
@@ -47,20 +58,37 @@ def grf(
     if tau == 0 and not zero_mean:
         raise ValueError("tau = 0 gives the mean mode infinite variance; use zero_mean=True")
     axes = tuple(range(-len(shape), 0))
-    lam = grf_eigenvalues(shape, alpha=alpha, tau=tau, sigma=sigma, zero_mean=zero_mean,
-                          dtype=dtype)
+    lam = grf_eigenvalues(
+        shape, alpha=alpha, tau=tau, sigma=sigma, zero_mean=zero_mean, dtype=dtype
+    )
     noise = jax.random.normal(key, shape, dtype=dtype)
     coloured = jnp.fft.rfftn(noise, axes=axes) * jnp.sqrt(math.prod(shape) * lam)
     return jnp.fft.irfftn(coloured, s=shape, axes=axes).astype(dtype)
 
 
-def grf_1d(key: PRNGKeyArray, n: int, *, alpha: float = 2.0, tau: float = 5.0,
-           sigma: float = 25.0, zero_mean: bool = True, dtype=jnp.float32) -> Float[Array, " n"]:
+def grf_1d(
+    key: PRNGKeyArray,
+    n: int,
+    *,
+    alpha: float = 2.0,
+    tau: float = 5.0,
+    sigma: float = 25.0,
+    zero_mean: bool = True,
+    dtype=jnp.float32,
+) -> Float[Array, " n"]:
     """A 1-D periodic GRF; the defaults are the FNO paper's Burgers initial conditions."""
     return grf(key, (n,), alpha=alpha, tau=tau, sigma=sigma, zero_mean=zero_mean, dtype=dtype)
 
 
-def grf_2d(key: PRNGKeyArray, n: int, *, alpha: float = 2.0, tau: float = 3.0,
-           sigma: float = 1.0, zero_mean: bool = True, dtype=jnp.float32) -> Float[Array, " n n"]:
+def grf_2d(
+    key: PRNGKeyArray,
+    n: int,
+    *,
+    alpha: float = 2.0,
+    tau: float = 3.0,
+    sigma: float = 1.0,
+    zero_mean: bool = True,
+    dtype=jnp.float32,
+) -> Float[Array, " n n"]:
     """A 2-D periodic GRF on an n x n grid over the unit square."""
     return grf(key, (n, n), alpha=alpha, tau=tau, sigma=sigma, zero_mean=zero_mean, dtype=dtype)

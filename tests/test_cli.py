@@ -16,10 +16,12 @@ def run(capsys, *argv):
 
 def _config(tmp_path, data, **training):
     t = {"epochs": 3, "batch_size": 4, "learning_rate": 3e-3, **training}
-    lines = [f'[data]\npath = "{data}"\nn_train = 8\nn_valid = 2\nn_test = 2\n',
-             '[model]\ntype = "fno"\nmodes = [4]\nwidth = 8\nn_layers = 2\n',
-             "[training]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()),
-             f'[output]\ndir = "{tmp_path / "run"}"\n']
+    lines = [
+        f'[data]\npath = "{data}"\nn_train = 8\nn_valid = 2\nn_test = 2\n',
+        '[model]\ntype = "fno"\nmodes = [4]\nwidth = 8\nn_layers = 2\n',
+        "[training]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()),
+        f'[output]\ndir = "{tmp_path / "run"}"\n',
+    ]
     path = tmp_path / "c.toml"
     path.write_text("\n".join(lines))
     return path
@@ -27,8 +29,22 @@ def _config(tmp_path, data, **training):
 
 def test_generate_train_evaluate(tmp_path, capsys):
     data = tmp_path / "b.nc"
-    code, out, err = run(capsys, "generate", "burgers", "--n", 12, "--resolution", 32,
-                         "--viscosity", 0.1, "--seed", 0, "--out", data, "--quiet")
+    code, out, err = run(
+        capsys,
+        "generate",
+        "burgers",
+        "--n",
+        12,
+        "--resolution",
+        32,
+        "--viscosity",
+        0.1,
+        "--seed",
+        0,
+        "--out",
+        data,
+        "--quiet",
+    )
     assert code == 0, err
     assert "wrote" in out and data.exists()
     cfg = _config(tmp_path, data)
@@ -54,24 +70,37 @@ def test_generate_train_evaluate(tmp_path, capsys):
 @pytest.fixture
 def dataset(tmp_path, capsys):
     data = tmp_path / "d.nc"
-    assert run(capsys, "generate", "burgers", "--n", 12, "--resolution", 16, "--out", data,
-               "--quiet")[0] == 0
+    assert (
+        run(capsys, "generate", "burgers", "--n", 12, "--resolution", 16, "--out", data, "--quiet")[
+            0
+        ]
+        == 0
+    )
     return data
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["generate", "heat", "--n", "2", "--out", "x.nc"], "unknown problem 'heat'"),
-    (["generate", "burgers", "--n", "2", "--out", "x.nc", "--visc", "1"],
-     r"unknown option\(s\) \['visc'\]"),
-    (["generate", "burgers", "--n", "2", "--out", "x.nc", "--viscosity", "abc"],
-     "option 'viscosity' expects float"),
-    (["generate", "burgers", "--n", "0", "--out", "x.nc"], "--n must be >= 1"),
-    (["generate", "burgers", "--n", "2", "--out", "x.nc", "--resolution", "7"],
-     "resolution must be even"),
-    (["generate", "burgers", "--n", "4", "--out", "x.nc", "--shard", "4/4"], "need 0 <= i < n"),
-    (["evaluate", "missing.eqx", "missing.nc"], "no such model file"),
-    (["train", "missing.toml"], "no such config file"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["generate", "heat", "--n", "2", "--out", "x.nc"], "unknown problem 'heat'"),
+        (
+            ["generate", "burgers", "--n", "2", "--out", "x.nc", "--visc", "1"],
+            r"unknown option\(s\) \['visc'\]",
+        ),
+        (
+            ["generate", "burgers", "--n", "2", "--out", "x.nc", "--viscosity", "abc"],
+            "option 'viscosity' expects float",
+        ),
+        (["generate", "burgers", "--n", "0", "--out", "x.nc"], "--n must be >= 1"),
+        (
+            ["generate", "burgers", "--n", "2", "--out", "x.nc", "--resolution", "7"],
+            "resolution must be even",
+        ),
+        (["generate", "burgers", "--n", "4", "--out", "x.nc", "--shard", "4/4"], "need 0 <= i < n"),
+        (["evaluate", "missing.eqx", "missing.nc"], "no such model file"),
+        (["train", "missing.toml"], "no such config file"),
+    ],
+)
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys, *argv)
@@ -100,8 +129,11 @@ def test_config_errors(tmp_path, capsys, dataset):
 
 def test_resolution_too_small_for_modes(tmp_path, capsys, dataset):
     cfg = _config(tmp_path, dataset)
-    cfg.write_text(cfg.read_text().replace("modes = [4]", "modes = [12]").replace(
-        "n_train = 8\nn_valid = 2\nn_test = 2", "n_train = 2\nn_valid = 1\nn_test = 1"))
+    cfg.write_text(
+        cfg.read_text()
+        .replace("modes = [4]", "modes = [12]")
+        .replace("n_train = 8\nn_valid = 2\nn_test = 2", "n_train = 2\nn_valid = 1\nn_test = 1")
+    )
     code, _, err = run(capsys, "train", cfg)
     assert code == 2 and "keeps fewer than the 12 Fourier modes" in err
 
@@ -134,9 +166,24 @@ def test_module_entry_point(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "surrogate", "generate", "nope", "--n", "1",
-                        "--out", str(tmp_path / "x.nc")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "surrogate",
+            "generate",
+            "nope",
+            "--n",
+            "1",
+            "--out",
+            str(tmp_path / "x.nc"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
-    assert r.stderr.strip() == ("surrogate: error: unknown problem 'nope'; available: "
-                                + r.stderr.split("available: ")[1].strip())
+    assert r.stderr.strip() == (
+        "surrogate: error: unknown problem 'nope'; available: "
+        + r.stderr.split("available: ")[1].strip()
+    )
     assert "Traceback" not in r.stderr

@@ -30,7 +30,8 @@ def test_netcdf_round_trip(tmp_path_factory, n, res, viscosity, n_times, data):
     p = problems.get("burgers", resolution=res, viscosity=viscosity, n_times=n_times)
     arr = lambda *shape: np.asarray(  # noqa: E731
         data.draw(st.lists(finite, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))),
-        dtype=np.float32).reshape(shape)
+        dtype=np.float32,
+    ).reshape(shape)
     inputs = {"u0": arr(n, res)}
     outputs = {"u": arr(n, res)}
     if n_times:

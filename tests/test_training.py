@@ -75,9 +75,21 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path):
 
     data = {"x": jnp.ones((1, 1))}
     ck = tmp_path / "ck.eqx"
-    with pytest.raises(TrainingDiverged, match="validation loss became nan at epoch 2.*last good checkpoint kept") as info:
-        fit(_Scalar(jnp.array(2.5)), loss, data, data, optimizer=optax.sgd(1.0), epochs=10,
-            batch_size=1, key=jax.random.key(0), checkpoint=ck, progress=False)
+    with pytest.raises(
+        TrainingDiverged, match="validation loss became nan at epoch 2.*last good checkpoint kept"
+    ) as info:
+        fit(
+            _Scalar(jnp.array(2.5)),
+            loss,
+            data,
+            data,
+            optimizer=optax.sgd(1.0),
+            epochs=10,
+            batch_size=1,
+            key=jax.random.key(0),
+            checkpoint=ck,
+            progress=False,
+        )
     assert checkpoint_epoch(ck) == 1
     model, _ = read_tree(ck, (_Scalar(jnp.array(0.0)), optax.sgd(1.0).init(jnp.array(0.0))))
     assert float(model.w) == pytest.approx(1.1)

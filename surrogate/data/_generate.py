@@ -15,8 +15,15 @@ from tqdm.auto import tqdm
 from ._netcdf import SAMPLE
 
 
-def generate(problem, n: int | None = None, *, seed: int, indices=None, batch_size: int = 32,
-             progress: bool = False) -> xr.Dataset:
+def generate(
+    problem,
+    n: int | None = None,
+    *,
+    seed: int,
+    indices=None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> xr.Dataset:
     """Generate samples `indices` (default `range(n)`) of `problem` as an `xr.Dataset`.
 
     Samples are solved `batch_size` at a time by one compiled, vmapped solve (the last batch
@@ -47,14 +54,17 @@ def generate(problem, n: int | None = None, *, seed: int, indices=None, batch_si
         pad = batch_size - idx.size
         padded = np.concatenate([idx, np.repeat(idx[-1:], pad)]) if pad else idx
         stored, outputs = jax.device_get(run(padded))
-        chunks.append(jax.tree_util.tree_map(lambda a, m=idx.size: np.asarray(a)[:m],
-                                             (stored, outputs)))
+        chunks.append(
+            jax.tree_util.tree_map(lambda a, m=idx.size: np.asarray(a)[:m], (stored, outputs))
+        )
     stored, outputs = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *chunks)
     for name, values in {**stored, **outputs}.items():
         bad = ~np.isfinite(values).reshape(values.shape[0], -1).all(axis=1)
         if bad.any():
-            raise ValueError(f"the reference solver produced NaN/inf in {name!r} for sample(s) "
-                             f"{indices[bad][:10].tolist()}; check the problem's options "
-                             f"(e.g. time step) for {problem.name}")
+            raise ValueError(
+                f"the reference solver produced NaN/inf in {name!r} for sample(s) "
+                f"{indices[bad][:10].tolist()}; check the problem's options "
+                f"(e.g. time step) for {problem.name}"
+            )
     ds = problem.to_dataset(stored, outputs, seed=seed)
     return ds.assign_coords({SAMPLE: indices})

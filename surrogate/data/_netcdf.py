@@ -77,8 +77,9 @@ def read_dataset(path: str | os.PathLike) -> xr.Dataset:
         raise ValueError(f"cannot read {path} as netCDF (truncated or not netCDF): {e}") from None
 
 
-def problem_to_dataset(problem, inputs: Mapping[str, Any], outputs: Mapping[str, Any], *,
-                       seed: int | None = None) -> xr.Dataset:
+def problem_to_dataset(
+    problem, inputs: Mapping[str, Any], outputs: Mapping[str, Any], *, seed: int | None = None
+) -> xr.Dataset:
     """Build the CF dataset of `problem` from batched inputs and outputs."""
     variables = problem.variables()
     coords = problem.coords()
@@ -100,8 +101,9 @@ def problem_to_dataset(problem, inputs: Mapping[str, Any], outputs: Mapping[str,
             dims, values, attrs={"units": var.units, "long_name": var.long_name, "role": var.role}
         )
     n = next(iter(data_vars.values())).shape[0]
-    xr_coords: dict[str, Any] = {SAMPLE: (SAMPLE, np.arange(n, dtype=np.int64),
-                                          {"long_name": "sample index"})}
+    xr_coords: dict[str, Any] = {
+        SAMPLE: (SAMPLE, np.arange(n, dtype=np.int64), {"long_name": "sample index"})
+    }
     for cname, c in coords.items():
         attrs = {"units": c.units, "long_name": c.long_name}
         if c.axis:
@@ -122,13 +124,14 @@ def problem_from_dataset(problem, ds: xr.Dataset) -> dict[str, np.ndarray]:
         if name not in ds:
             if var.optional:
                 continue
-            raise ValueError(f"dataset has no variable {name!r} (problem {problem.name!r} "
-                             f"needs {sorted(problem.variables())})")
+            raise ValueError(
+                f"dataset has no variable {name!r} (problem {problem.name!r} "
+                f"needs {sorted(problem.variables())})"
+            )
         da = ds[name]
         dims = (SAMPLE, *var.dims)
         if tuple(da.dims) != dims:
-            raise ValueError(f"variable {name!r} has dimensions {tuple(da.dims)}, "
-                             f"expected {dims}")
+            raise ValueError(f"variable {name!r} has dimensions {tuple(da.dims)}, expected {dims}")
         values = da.values
         if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
             bad = int(np.sum(~np.isfinite(values)))

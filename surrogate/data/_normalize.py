@@ -20,8 +20,15 @@ class Normalizer(eqx.Module):
     std: Float[Array, " channels"]
     channels: int = eqx.field(static=True)
 
-    def __init__(self, channels: int, mean=None, std=None, *, dtype=jnp.float32,
-                 key: PRNGKeyArray | None = None):
+    def __init__(
+        self,
+        channels: int,
+        mean=None,
+        std=None,
+        *,
+        dtype=jnp.float32,
+        key: PRNGKeyArray | None = None,
+    ):
         del key  # deterministic; the argument keeps the constructor uniform for loading
         self.channels = int(channels)
         self.mean = jnp.zeros((channels,), dtype) if mean is None else jnp.asarray(mean, dtype)
@@ -57,14 +64,19 @@ class NormalizedModel(eqx.Module):
     input_norm: Normalizer
     output_norm: Normalizer
 
-    def __init__(self, model: eqx.Module, input_norm: Normalizer, output_norm: Normalizer, *,
-                 key: PRNGKeyArray | None = None):
+    def __init__(
+        self,
+        model: eqx.Module,
+        input_norm: Normalizer,
+        output_norm: Normalizer,
+        *,
+        key: PRNGKeyArray | None = None,
+    ):
         del key
         self.model, self.input_norm, self.output_norm = model, input_norm, output_norm
 
     def config(self) -> dict:
-        return {"model": self.model, "input_norm": self.input_norm,
-                "output_norm": self.output_norm}
+        return {"model": self.model, "input_norm": self.input_norm, "output_norm": self.output_norm}
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
         return self.output_norm.decode(self.model(self.input_norm.encode(x)))

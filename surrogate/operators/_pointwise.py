@@ -16,14 +16,22 @@ class PointwiseLinear(eqx.Module):
     weight: Float[Array, " out in"]
     bias: Float[Array, " out"] | None
 
-    def __init__(self, in_channels: int, out_channels: int, *, use_bias: bool = True,
-                 dtype=jnp.float32, key: PRNGKeyArray):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        use_bias: bool = True,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
         # PyTorch's Conv1d/Linear default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias
         bound = 1.0 / math.sqrt(in_channels)
         kw, kb = jax.random.split(key)
         self.weight = jax.random.uniform(kw, (out_channels, in_channels), dtype, -bound, bound)
-        self.bias = (jax.random.uniform(kb, (out_channels,), dtype, -bound, bound)
-                     if use_bias else None)
+        self.bias = (
+            jax.random.uniform(kb, (out_channels,), dtype, -bound, bound) if use_bias else None
+        )
 
     def __call__(self, x: Float[Array, " in *grid"]) -> Float[Array, " out *grid"]:
         y = jnp.tensordot(self.weight, x, axes=1)
@@ -38,8 +46,15 @@ class ChannelMLP(eqx.Module):
     first: PointwiseLinear
     second: PointwiseLinear
 
-    def __init__(self, in_channels: int, hidden: int, out_channels: int, *, dtype=jnp.float32,
-                 key: PRNGKeyArray):
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        out_channels: int,
+        *,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
         k1, k2 = jax.random.split(key)
         self.first = PointwiseLinear(in_channels, hidden, dtype=dtype, key=k1)
         self.second = PointwiseLinear(hidden, out_channels, dtype=dtype, key=k2)

@@ -67,13 +67,17 @@ def _along(x: Array, mat: Array, axis: int) -> Array:
 def _complex_along(re: Array, im: Array, mat: Array, axis: int) -> tuple[Array, Array]:
     """(re + i im) times the complex matrix `mat` along `axis`, in real arithmetic."""
     mr, mi = jnp.real(mat), jnp.imag(mat)
-    return (_along(re, mr, axis) - _along(im, mi, axis),
-            _along(re, mi, axis) + _along(im, mr, axis))
+    return (
+        _along(re, mr, axis) - _along(im, mi, axis),
+        _along(re, mi, axis) + _along(im, mr, axis),
+    )
 
 
 def spectral_multiply(
-    weight: Float[Array, " 2 cout cin *kept"], x: Float[Array, " cin *grid"],
-    modes: tuple[int, ...], transform: str
+    weight: Float[Array, " 2 cout cin *kept"],
+    x: Float[Array, " cin *grid"],
+    modes: tuple[int, ...],
+    transform: str,
 ) -> Float[Array, " cout *grid"]:
     """Apply complex mode weights (stored as real and imaginary parts, `weight[0]` and
     `weight[1]`) to the real field `x`."""
@@ -85,8 +89,10 @@ def spectral_multiply(
     if transform == "fft":
         axes = tuple(range(1, d + 1))
         xh = jnp.fft.rfftn(x, axes=axes)
-        idx = [kept_frequencies(n, m, full=a < d - 1) for a, (n, m) in
-               enumerate(zip(grid, modes, strict=True))]
+        idx = [
+            kept_frequencies(n, m, full=a < d - 1)
+            for a, (n, m) in enumerate(zip(grid, modes, strict=True))
+        ]
         corner = xh[(slice(None), *np.ix_(*idx))]
         yk = jnp.einsum(mix, wr + 1j * wi, corner)
         out_shape = (weight.shape[1], *grid[:-1], grid[-1] // 2 + 1)
@@ -123,8 +129,16 @@ class SpectralConv(eqx.Module):
     modes: tuple[int, ...] = eqx.field(static=True)
     transform: str = eqx.field(static=True)
 
-    def __init__(self, in_channels: int, out_channels: int, modes: int | tuple[int, ...], *,
-                 transform: str = "dft", dtype=jnp.float32, key: PRNGKeyArray):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        modes: int | tuple[int, ...],
+        *,
+        transform: str = "dft",
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
         modes = (modes,) if isinstance(modes, int) else tuple(int(m) for m in modes)
         if not modes or min(modes) < 1:
             raise ValueError(f"modes must be positive integers, got {modes}")
@@ -144,7 +158,9 @@ class SpectralConv(eqx.Module):
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
         if x.ndim != len(self.modes) + 1 or x.shape[0] != self.weight.shape[2]:
-            raise ValueError(f"expected input (channels={self.weight.shape[2]}, "
-                             f"{len(self.modes)} grid axes), got shape {x.shape}")
+            raise ValueError(
+                f"expected input (channels={self.weight.shape[2]}, "
+                f"{len(self.modes)} grid axes), got shape {x.shape}"
+            )
         check_modes(x.shape[1:], self.modes)
         return spectral_multiply(self.weight, x, self.modes, self.transform)

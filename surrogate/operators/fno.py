@@ -39,11 +39,11 @@ class FNOBlock(eqx.Module):
     spectral_bias: Float[Array, " width"]
     skip: PointwiseLinear
 
-    def __init__(self, width: int, modes: tuple[int, ...], *, transform: str, dtype,
-                 key: PRNGKeyArray):
+    def __init__(
+        self, width: int, modes: tuple[int, ...], *, transform: str, dtype, key: PRNGKeyArray
+    ):
         k1, k2 = jax.random.split(key)
-        self.spectral = SpectralConv(width, width, modes, transform=transform, dtype=dtype,
-                                     key=k1)
+        self.spectral = SpectralConv(width, width, modes, transform=transform, dtype=dtype, key=k1)
         self.spectral_bias = jnp.zeros((width,), dtype)
         self.skip = PointwiseLinear(width, width, use_bias=False, dtype=dtype, key=k2)
 
@@ -74,10 +74,22 @@ class FNO(eqx.Module):
     padding: float = eqx.field(static=True)
     transform: str = eqx.field(static=True)
 
-    def __init__(self, in_channels: int, out_channels: int, modes: int | tuple[int, ...],
-                 width: int = 64, n_layers: int = 4, *, lifting_ratio: float = 2.0,
-                 projection_ratio: float = 2.0, grid: bool = True, padding: float = 0.0,
-                 transform: str = "auto", dtype=jnp.float32, key: PRNGKeyArray):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        modes: int | tuple[int, ...],
+        width: int = 64,
+        n_layers: int = 4,
+        *,
+        lifting_ratio: float = 2.0,
+        projection_ratio: float = 2.0,
+        grid: bool = True,
+        padding: float = 0.0,
+        transform: str = "auto",
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
         modes = (int(modes),) if isinstance(modes, int) else tuple(int(m) for m in modes)
         if not 1 <= len(modes) <= 3:
             raise ValueError(f"FNO supports 1 to 3 grid axes, got modes={modes}")
@@ -93,12 +105,13 @@ class FNO(eqx.Module):
         d = len(modes)
         kl, kp, *kb = jax.random.split(key, n_layers + 2)
         lift_in = in_channels + (d if grid else 0)
-        self.lifting = ChannelMLP(lift_in, int(lifting_ratio * width), width, dtype=dtype,
-                                  key=kl)
-        self.blocks = tuple(FNOBlock(width, modes, transform=resolved, dtype=dtype, key=k)
-                            for k in kb)
-        self.projection = ChannelMLP(width, int(projection_ratio * width), out_channels,
-                                     dtype=dtype, key=kp)
+        self.lifting = ChannelMLP(lift_in, int(lifting_ratio * width), width, dtype=dtype, key=kl)
+        self.blocks = tuple(
+            FNOBlock(width, modes, transform=resolved, dtype=dtype, key=k) for k in kb
+        )
+        self.projection = ChannelMLP(
+            width, int(projection_ratio * width), out_channels, dtype=dtype, key=kp
+        )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.modes, self.width, self.n_layers = modes, width, n_layers
         self.lifting_ratio, self.projection_ratio = lifting_ratio, projection_ratio
@@ -106,16 +119,26 @@ class FNO(eqx.Module):
 
     def config(self) -> dict:
         """Constructor arguments, for `surrogate.save`."""
-        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
-                    modes=list(self.modes), width=self.width, n_layers=self.n_layers,
-                    lifting_ratio=self.lifting_ratio, projection_ratio=self.projection_ratio,
-                    grid=self.grid, padding=self.padding, transform=self.transform)
+        return dict(
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            modes=list(self.modes),
+            width=self.width,
+            n_layers=self.n_layers,
+            lifting_ratio=self.lifting_ratio,
+            projection_ratio=self.projection_ratio,
+            grid=self.grid,
+            padding=self.padding,
+            transform=self.transform,
+        )
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
         d = len(self.modes)
         if x.ndim != d + 1 or x.shape[0] != self.in_channels:
-            raise ValueError(f"FNO expects one sample of shape (channels={self.in_channels}, "
-                             f"{d} grid axes); got {x.shape} (batch with jax.vmap)")
+            raise ValueError(
+                f"FNO expects one sample of shape (channels={self.in_channels}, "
+                f"{d} grid axes); got {x.shape} (batch with jax.vmap)"
+            )
         grid = x.shape[1:]
         if self.grid:
             x = jnp.concatenate([x, grid_coordinates(grid, x.dtype)], axis=0)

@@ -55,8 +55,10 @@ class Burgers(Problem):
         if not self.final_time > 0:
             raise ValueError(f"final_time must be positive, got {self.final_time}")
         if self.solve_resolution and self.solve_resolution % self.resolution:
-            raise ValueError(f"solve_resolution {self.solve_resolution} is not a multiple "
-                             f"of resolution {self.resolution}")
+            raise ValueError(
+                f"solve_resolution {self.solve_resolution} is not a multiple "
+                f"of resolution {self.resolution}"
+            )
         if self.n_times < 0:
             raise ValueError(f"n_times must be >= 0, got {self.n_times}")
 
@@ -100,8 +102,14 @@ class Burgers(Problem):
         return {"u0": jnp.asarray(inputs["u0"])[..., ::step]}
 
     def coords(self) -> dict[str, Coordinate]:
-        c = {"x": Coordinate(np.arange(self.resolution) / self.resolution, "1",
-                             "position on the periodic unit interval", axis="X")}
+        c = {
+            "x": Coordinate(
+                np.arange(self.resolution) / self.resolution,
+                "1",
+                "position on the periodic unit interval",
+                axis="X",
+            )
+        }
         if self.n_times:
             c["time"] = Coordinate(self.times(), "1", "time", axis="T")
         return c
@@ -115,8 +123,11 @@ class Burgers(Problem):
 
     def solver_settings(self) -> dict:
         s = self.solver
-        return {"method": "pseudo-spectral Fourier, 2/3 dealiasing, ETDRK4 (Kassam-Trefethen)",
-                "points": s.n, "max_dt": s.dt}
+        return {
+            "method": "pseudo-spectral Fourier, 2/3 dealiasing, ETDRK4 (Kassam-Trefethen)",
+            "points": s.n,
+            "max_dt": s.dt,
+        }
 
     def metrics(self, pred: Array, true: Array) -> dict[str, float]:
         err = pred - true
@@ -125,4 +136,3 @@ class Burgers(Problem):
             "rmse": float(jnp.sqrt(jnp.mean(err**2))),
             "max_error": float(jnp.max(jnp.abs(err))),
         }
-

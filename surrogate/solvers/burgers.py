@@ -51,8 +51,15 @@ class BurgersSolver(eqx.Module):
     dt: float = eqx.field(static=True)
     dealias: bool = eqx.field(static=True)
 
-    def __init__(self, n: int, viscosity: float, *, dt: float | None = None,
-                 dealias: bool = True, u_max: float = 3.0):
+    def __init__(
+        self,
+        n: int,
+        viscosity: float,
+        *,
+        dt: float | None = None,
+        dealias: bool = True,
+        u_max: float = 3.0,
+    ):
         if n < 4 or n % 2:
             raise ValueError(f"Burgers grid needs an even number of points >= 4, got {n}")
         if not viscosity > 0:

@@ -40,8 +40,10 @@ def _n_samples(data: PyTree) -> int:
         raise ValueError("training data is empty")
     n = leaves[0].shape[0]
     if any(leaf.shape[0] != n for leaf in leaves):
-        raise ValueError(f"all training arrays need the same number of samples, got "
-                         f"{[leaf.shape[0] for leaf in leaves]}")
+        raise ValueError(
+            f"all training arrays need the same number of samples, got "
+            f"{[leaf.shape[0] for leaf in leaves]}"
+        )
     return n
 
 
@@ -79,12 +81,13 @@ def _make_eval(loss_fn, batch_size):
     def evaluate(model, data, n):
         nb = n // batch_size
         head = jax.tree_util.tree_map(
-            lambda a: a[: nb * batch_size].reshape(nb, batch_size, *a.shape[1:]), data)
+            lambda a: a[: nb * batch_size].reshape(nb, batch_size, *a.shape[1:]), data
+        )
         losses = jax.lax.map(lambda b: loss_fn(model, b), head)
         total = jnp.sum(losses) * batch_size
         rest = n - nb * batch_size
         if rest:
-            tail = jax.tree_util.tree_map(lambda a: a[nb * batch_size:], data)
+            tail = jax.tree_util.tree_map(lambda a: a[nb * batch_size :], data)
             total = total + loss_fn(model, tail) * rest
         return total / n
 
@@ -139,24 +142,38 @@ def fit(
 
     run_epoch = _make_epoch(loss_fn, optimizer)
     evaluate = _make_eval(loss_fn, batch_size)
-    bar = tqdm(range(start, epochs), initial=start, total=epochs, disable=not progress,
-               desc="training", unit="epoch", leave=False)
+    bar = tqdm(
+        range(start, epochs),
+        initial=start,
+        total=epochs,
+        disable=not progress,
+        desc="training",
+        unit="epoch",
+        leave=False,
+    )
     for e in bar:
         t0 = time.perf_counter()
         batches = minibatches(jax.random.fold_in(key, e), n, batch_size)
         new_model, new_state, losses = run_epoch(model, opt_state, train, batches)
         train_loss = float(jnp.mean(losses))
-        valid_loss = (float(evaluate(new_model, valid, _n_samples(valid)))
-                      if valid is not None else math.nan)
-        bad = ("training", train_loss) if not math.isfinite(train_loss) else (
-            ("validation", valid_loss) if valid is not None and not math.isfinite(valid_loss)
-            else None)
+        valid_loss = (
+            float(evaluate(new_model, valid, _n_samples(valid))) if valid is not None else math.nan
+        )
+        bad = (
+            ("training", train_loss)
+            if not math.isfinite(train_loss)
+            else (
+                ("validation", valid_loss)
+                if valid is not None and not math.isfinite(valid_loss)
+                else None
+            )
+        )
         if bad is not None:
             where = f"; last good checkpoint kept at {checkpoint}" if checkpoint else ""
             bar.close()
             raise TrainingDiverged(
-                f"{bad[0]} loss became {bad[1]} at epoch {e + 1}: training stopped{where}",
-                model, e)
+                f"{bad[0]} loss became {bad[1]} at epoch {e + 1}: training stopped{where}", model, e
+            )
         model, opt_state = new_model, new_state
         history["epoch"].append(e + 1)
         history["train_loss"].append(train_loss)
@@ -174,4 +191,3 @@ def fit(
 def checkpoint_epoch(path: str | Path) -> int:
     """The number of epochs completed in the checkpoint at `path`."""
     return int(read_header(path)["epoch"])
-

@@ -20,9 +20,13 @@ def _norm(x: Array, p: float, weights: Array | None) -> Array:
     return jnp.sum(a, axis=flat_axes) ** (1.0 / p)
 
 
-def relative_lp_per_sample(pred: Float[Array, " batch ..."], true: Float[Array, " batch ..."],
-                           p: float = 2.0, weights: Array | None = None,
-                           eps: float = 1e-12) -> Float[Array, " batch"]:
+def relative_lp_per_sample(
+    pred: Float[Array, " batch ..."],
+    true: Float[Array, " batch ..."],
+    p: float = 2.0,
+    weights: Array | None = None,
+    eps: float = 1e-12,
+) -> Float[Array, " batch"]:
     if pred.shape != true.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from target shape {true.shape}")
     return _norm(pred - true, p, weights) / (_norm(true, p, weights) + eps)

@@ -48,8 +48,9 @@ def build_model(spec: dict, in_channels: int, out_channels: int, *, key) -> eqx.
     params = inspect.signature(cls.__init__).parameters
     unknown = sorted(set(spec) - set(params) - {"self"})
     if unknown:
-        allowed = sorted(p for p in params if p not in ("self", "key", "in_channels",
-                                                          "out_channels", "dtype"))
+        allowed = sorted(
+            p for p in params if p not in ("self", "key", "in_channels", "out_channels", "dtype")
+        )
         raise ValueError(f"unknown option(s) {unknown} for model {kind!r}; options: {allowed}")
     if "modes" in spec and isinstance(spec["modes"], list):
         spec["modes"] = tuple(spec["modes"])
@@ -63,8 +64,10 @@ def split(n: int, n_train: int, n_valid: int, n_test: int) -> tuple[slice, slice
         n_valid = max(1, int(0.1 * n))
     n_test = n_test or n - n_train - n_valid
     if n_train < 1 or n_train + n_valid + n_test > n:
-        raise ValueError(f"the dataset has {n} samples; cannot take n_train={n_train}, "
-                         f"n_valid={n_valid}, n_test={n_test}")
+        raise ValueError(
+            f"the dataset has {n} samples; cannot take n_train={n_train}, "
+            f"n_valid={n_valid}, n_test={n_test}"
+        )
     a, b = n_train, n_train + n_valid
     return slice(0, a), slice(a, b), slice(b, b + n_test)
 
@@ -72,8 +75,9 @@ def split(n: int, n_train: int, n_valid: int, n_test: int) -> tuple[slice, slice
 def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
     t = cfg.training
     if t.schedule == "step":
-        lr = optax.exponential_decay(t.learning_rate, t.step_epochs * steps_per_epoch,
-                                     t.gamma, staircase=True)
+        lr = optax.exponential_decay(
+            t.learning_rate, t.step_epochs * steps_per_epoch, t.gamma, staircase=True
+        )
     elif t.schedule == "cosine":
         lr = optax.cosine_decay_schedule(t.learning_rate, max(1, t.epochs * steps_per_epoch))
     else:
@@ -109,17 +113,37 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
     optimizer = make_optimizer(cfg, tr.stop // batch_size)
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
-    net, history = fit(net, loss_fn, train, valid, optimizer=optimizer, epochs=t.epochs,
-                       batch_size=batch_size, key=k_fit, checkpoint=out / "checkpoint.eqx",
-                       resume=resume, progress=progress)
+    net, history = fit(
+        net,
+        loss_fn,
+        train,
+        valid,
+        optimizer=optimizer,
+        epochs=t.epochs,
+        batch_size=batch_size,
+        key=k_fit,
+        checkpoint=out / "checkpoint.eqx",
+        resume=resume,
+        progress=progress,
+    )
     model = NormalizedModel(net, in_norm, out_norm)
-    header = {"problem": problem.name, "problem_options": problem.options(),
-              "config": {"data": dataclasses.asdict(cfg.data), "model": cfg.model,
-                         "training": dataclasses.asdict(t)}}
+    header = {
+        "problem": problem.name,
+        "problem_options": problem.options(),
+        "config": {
+            "data": dataclasses.asdict(cfg.data),
+            "model": cfg.model,
+            "training": dataclasses.asdict(t),
+        },
+    }
     model_path = save(out / "model.eqx", model, **header)
     _atomic_write_text(out / "history.json", json.dumps(history, indent=1) + "\n")
-    result = {"model": str(model_path), "history": str(out / "history.json"),
-              "checkpoint": str(out / "checkpoint.eqx"), "n_parameters": _count(net)}
+    result = {
+        "model": str(model_path),
+        "history": str(out / "history.json"),
+        "checkpoint": str(out / "checkpoint.eqx"),
+        "n_parameters": _count(net),
+    }
     if te.stop > te.start:
         from ..evaluation import predict
 
