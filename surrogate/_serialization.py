@@ -13,13 +13,13 @@ import importlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 import jax
 
+from ._atomic import write_bytes
 from ._version import __version__
 
 FORMAT = "surrogate-eqx-1"
@@ -57,20 +57,10 @@ def build(desc: dict[str, Any]) -> eqx.Module:
 def write_tree(path: str | os.PathLike, header: dict[str, Any], tree: Any) -> Path:
     """Header line + serialised leaves of `tree`, written atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     buf.write((json.dumps({"format": FORMAT, "version": __version__, **header}) + "\n").encode())
     eqx.tree_serialise_leaves(buf, tree)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, buf.getvalue())
     return path
 
 

@@ -57,9 +57,9 @@ def evaluate(model, problem, ds) -> tuple[dict[str, float], np.ndarray, np.ndarr
 
 
 def write_metrics(path: str | Path, metrics: dict) -> Path:
-    from .data._netcdf import _atomic_write_text
+    from ._atomic import write_text
 
-    return _atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
+    return write_text(path, json.dumps(metrics, indent=2) + "\n")
 
 
 def plot_predictions(

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._atomic import write_text
 from .._config import Config
 from .._serialization import save
 from ..data import NormalizedModel, Normalizer, problem_of_dataset, read_dataset
-from ..data._netcdf import _atomic_write_text
 from ._fit import fit
 from ._losses import mse, relative_l2
 
@@ -137,7 +137,7 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
         },
     }
     model_path = save(out / "model.eqx", model, **header)
-    _atomic_write_text(out / "history.json", json.dumps(history, indent=1) + "\n")
+    write_text(out / "history.json", json.dumps(history, indent=1) + "\n")
     result = {
         "model": str(model_path),
         "history": str(out / "history.json"),
@@ -149,7 +149,7 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
 
         pred = predict(model, x[te])
         metrics = problem.metrics(jnp.asarray(pred), jnp.asarray(y[te]))
-        _atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         result["test_metrics"] = metrics
         result["metrics"] = str(out / "metrics.json")
     return result
