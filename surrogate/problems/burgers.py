@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from ..evaluation import relative_l2_per_sample
 from ..fields import grf_1d
 from ..solvers.burgers import BurgersSolver
 from ._base import Coordinate, Problem, Variable
+from ._metrics import field_metrics
 
 # A 256-point solve differs from a 2048-point one by a relative 6e-5 (ν = 0.1) to 1e-4
 # (ν = 0.01) at T = 1, far below any surrogate's error; coarser grids lose accuracy fast.
@@ -130,9 +130,4 @@ class Burgers(Problem):
         }
 
     def metrics(self, pred: Array, true: Array) -> dict[str, float]:
-        err = pred - true
-        return {
-            "relative_l2": float(jnp.mean(relative_l2_per_sample(pred, true))),
-            "rmse": float(jnp.sqrt(jnp.mean(err**2))),
-            "max_error": float(jnp.max(jnp.abs(err))),
-        }
+        return field_metrics(pred, true)
