@@ -1,0 +1,13 @@
+"""Reference numerical solvers in JAX, one module per physics.
+
+- `burgers`: 1-D viscous Burgers, pseudo-spectral + ETDRK4
+- `darcy`: 2-D Darcy flow, five-point FD + preconditioned CG (lineax)
+- `navier_stokes`: 2-D vorticity on the torus, pseudo-spectral CN/Heun
+- `lorenz96`: two-scale and one-level Lorenz '96, RK4
+- `acoustics`: linear acoustics in rooms, staggered-grid FDTD with impedance walls and PML
+- `reactor`: 0-D ideal-gas reactor with detailed kinetics (Cantera YAML mechanisms)
+- `spectral`: shared pseudo-spectral helpers
+
+Import the module you need, e.g. `from surrogate.solvers.darcy import DarcySolver`; the
+solvers are not imported with the package so that `import surrogate` stays light.
+"""
