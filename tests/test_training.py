@@ -124,3 +124,26 @@ def test_save_load_round_trip(tmp_path):
     cut.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match="do not match the model"):
         surrogate.load(cut)
+
+
+def test_every_config_model_saves_and_loads(tmp_path):
+    from surrogate.operators import DeepONetOperator, MgNO
+
+    x = jax.random.normal(jax.random.key(1), (1, 9, 9))
+    models = [
+        MgNO(1, 1, ndim=2, width=4, depth=2, levels=2, padding="periodic", key=jax.random.key(0)),
+        DeepONetOperator(
+            1,
+            2,
+            (9, 9),
+            p=8,
+            branch_width=8,
+            trunk_width=8,
+            activation="gelu",
+            key=jax.random.key(0),
+        ),
+        FNO(1, 1, (2, 2), width=4, n_layers=1, key=jax.random.key(0)),
+    ]
+    for i, model in enumerate(models):
+        back = surrogate.load(surrogate.save(tmp_path / f"{i}.eqx", model))
+        np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(back(x)))

@@ -26,16 +26,9 @@ from ._losses import mse, relative_l2
 
 def model_table() -> dict[str, type]:
     """Model names usable in a config's [model] type (the CLI's table)."""
-    from ..operators import FNO
+    from ..operators import FNO, DeepONetOperator, MgNO
 
-    table: dict[str, type] = {"fno": FNO}
-    try:
-        from ..operators import MgNO
-
-        table["mgno"] = MgNO
-    except ImportError:
-        pass
-    return table
+    return {"fno": FNO, "mgno": MgNO, "deeponet": DeepONetOperator}
 
 
 def build_model(spec: dict, in_channels: int, out_channels: int, *, key) -> eqx.Module:
@@ -52,8 +45,9 @@ def build_model(spec: dict, in_channels: int, out_channels: int, *, key) -> eqx.
             p for p in params if p not in ("self", "key", "in_channels", "out_channels", "dtype")
         )
         raise ValueError(f"unknown option(s) {unknown} for model {kind!r}; options: {allowed}")
-    if "modes" in spec and isinstance(spec["modes"], list):
-        spec["modes"] = tuple(spec["modes"])
+    for name in ("modes", "sensor_shape"):
+        if isinstance(spec.get(name), list):
+            spec[name] = tuple(spec[name])
     return cls(in_channels, out_channels, **spec, key=key)
 
 
