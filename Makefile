@@ -13,10 +13,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[plot,dev]"
 	touch $(STAMP)
 
+# The test suite also checks against Cantera, runs Dask clusters and builds the Fortran
+# example of the C ABI: those extras (and gfortran) are installed for `make test` only.
+TEST_STAMP := $(VENV)/.installed-test
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[plot,dev,dask,cantera,capi]"
+	command -v gfortran >/dev/null || (apt-get update -qq && apt-get install -y -qq gfortran) \
+		|| echo "gfortran could not be installed: the Fortran test will say so"
+	touch $(TEST_STAMP)
+
 demo: $(STAMP)
 	$(PY) examples/demo_burgers.py --out demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)
