@@ -1,0 +1,128 @@
+"""Room acoustics: a DeepONet surrogate of the source position -> pressure field map.
+
+    python benchmarks/room_acoustics.py [--quick] [--cases 2d,3d] [--repeats 20]
+
+For each room: generate the reference fields of `train + test` uniformly sampled sources
+(unit-amplitude Gaussian pulse, f_max = 1 kHz, 6 points per wavelength, walls with α = 0.2),
+train a `SourceDeepONet` on the first `train` sources, and report on the unseen `test`
+sources the RMSE (Pa), relative L2 and max error over the whole time window and grid; the
+inference time of 10⁴ (x, t) points for one source after compilation; the time of one
+compiled solver run for the same source; and their ratio per space-time point of the
+stored grid (the speed-up). One JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from _common import emit, machine, median_time
+
+from surrogate.data import generate
+from surrogate.problems.room_acoustics import RoomAcoustics, train_surrogate
+
+CASES = {
+    "2d": dict(problem=dict(ndim=2, size_x=2.0, size_y=2.0), train=80, test=20, epochs=80),
+    "3d": dict(
+        problem=dict(ndim=3, size_x=2.0, size_y=1.6, size_z=1.3, margin=0.45, stride=2),
+        train=60,
+        test=10,
+        epochs=40,
+    ),
+}
+MODEL = dict(p=128, branch_width=128, trunk_width=128, fourier_features=128, fourier_scale=1.5)
+BATCH_POINTS, LEARNING_RATE, N_QUERY = 1024, 3e-3, 10_000
+
+
+def run_case(case: dict, quick: bool, repeats: int) -> dict:
+    problem = RoomAcoustics(**case["problem"])
+    n_train, n_test = case["train"], case["test"]
+    epochs = case["epochs"] // 4 if quick else case["epochs"]
+    t = time.perf_counter()
+    data = problem.from_dataset(generate(problem, n_train + n_test, seed=0))
+    t_generate = time.perf_counter() - t
+    x0, p = jnp.asarray(data["x0"]), jnp.asarray(data["p"])
+
+    t = time.perf_counter()
+    model, history = train_surrogate(
+        problem, x0[:n_train], p[:n_train], key=jax.random.key(0), epochs=epochs,
+        batch_points=BATCH_POINTS, learning_rate=LEARNING_RATE, **MODEL,
+    )  # fmt: skip
+    t_train = time.perf_counter() - t
+
+    points = problem.space_time_points()
+    predict = jax.jit(jax.vmap(model, in_axes=(0, None)))
+    pred = predict(x0[n_train:], points)
+    true = jax.vmap(problem.to_points)(p[n_train:])
+    metrics = problem.metrics(pred, true)
+
+    # inference: 10⁴ random (x, t) points for one unseen source, compiled once
+    lower, upper = problem.bounds()
+    u = jax.random.uniform(jax.random.key(1), (N_QUERY, len(lower)))
+    query = jnp.asarray(lower) + u * (jnp.asarray(upper) - jnp.asarray(lower))
+    infer = eqx.filter_jit(lambda m, s, y: m(s, y))
+    source = x0[n_train]
+    ms_query = 1e3 * median_time(lambda: infer(model, source, query).block_until_ready(), repeats)
+    ms_grid = 1e3 * median_time(lambda: infer(model, source, points).block_until_ready(), repeats)
+    solve = jax.jit(problem.solve)
+    ms_solver = 1e3 * median_time(
+        lambda: solve({"x0": source})["p"].block_until_ready(), max(3, repeats // 4)
+    )
+    row = {
+        "rmse_pa": metrics["rmse"],
+        "relative_l2": metrics["relative_l2"],
+        "max_error_pa": metrics["max_error"],
+        "field_rms_pa": float(jnp.sqrt(jnp.mean(true**2))),
+        "inference_ms_1e4_points": round(ms_query, 3),
+        "inference_ms_full_grid": round(ms_grid, 3),
+        "grid_points": int(points.shape[0]),
+        "solver_ms": round(ms_solver, 3),
+        "speedup_full_grid": round(ms_solver / ms_grid, 2),
+        "speedup_1e4_points_vs_solver": round(ms_solver / ms_query, 2),
+        "train_s": round(t_train, 1),
+        "generate_s": round(t_generate, 1),
+        "epochs": epochs,
+        "final_train_loss": history["train_loss"][-1],
+        "grid": list(problem.room.shape),
+        "solver_steps": problem.solver.n_steps(problem.times()),
+    }
+    print(f"{problem.ndim}-D: {row}", file=sys.stderr)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="2-D only, a quarter of the epochs")
+    ap.add_argument("--cases", default=None, help="comma-separated: 2d,3d (default 2d,3d)")
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    names = (args.cases or ("2d" if args.quick else "2d,3d")).split(",")
+    results = {name: run_case(CASES[name], args.quick, args.repeats) for name in names}
+    emit(
+        {
+            "name": "room_acoustics",
+            "config": {
+                "quick": args.quick,
+                "cases": {
+                    k: {**CASES[k], "problem": RoomAcoustics(**CASES[k]["problem"]).options()}
+                    for k in names
+                },
+                "model": MODEL,
+                "batch_points": BATCH_POINTS,
+                "learning_rate": LEARNING_RATE,
+                "source_amplitude_pa": 1.0,
+                "targets": {"rmse_pa_2d": 0.05, "rmse_pa_3d": 0.10, "inference_ms": 5.0},
+            },
+            "repeats": args.repeats,
+            "machine": machine(),
+            "results": results,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""Room acoustics: source position x0 -> pressure field p(t, x) of an impulse in a room.
+
+The room is a rectangle (2-D) or a shoebox (3-D) with locally reacting walls of one
+normal-incidence absorption coefficient; the source is the Gaussian pulse
+p0 = A·exp(−|x − x0|²/σ²) at rest with A = 1 Pa and σ = 2c/(π f_max), so that it carries
+frequencies up to about f_max; the reference is the staggered leapfrog of
+`surrogate.solvers.acoustics` on cells of h = c/(f_max · points_per_wavelength). This is
+the setting of Borrel-Jensen, Goswami, Engsig-Karup, Karniadakis & Jeong (2024), "Sound
+propagation in realistic interactive 3D scenes with parameterized sources using deep neural
+operators", PNAS 121, e2312159120, who learn it with a DeepONet (`SourceDeepONet`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..operators.deeponet import DeepONet
+from ..solvers.acoustics import (
+    Room,
+    WaveSolver,
+    gaussian_pulse,
+    pulse_width,
+    rectangle_mask,
+    shoebox_mask,
+)
+from ._base import Coordinate, Problem, Variable
+from ._metrics import field_metrics
+
+_AXES = ("x", "y", "z")
+
+
+class RoomAcoustics(Problem):
+    """Learn x0 ↦ p(t, x): the impulse response field of a source at x0.
+
+    Options: `ndim` (2 or 3), room sides `size_x`, `size_y`, `size_z` in metres (`size_z`
+    only in 3-D), wall `absorption` α ∈ [0, 1], `f_max` (Hz) of the pulse,
+    `points_per_wavelength` at f_max (fixes the cell size), `duration` (s) and `n_times`
+    saved frames at t = 0 .. duration, `margin` (m): the least distance of a source from a
+    wall, `stride`: every stride-th cell per axis is stored, `order` (2 or 4) of the
+    stencil, sound speed `c` (m/s). Sources are uniform in the room shrunk by the margin.
+    """
+
+    ndim: int = 2
+    size_x: float = 2.0
+    size_y: float = 2.0
+    size_z: float = 1.5
+    absorption: float = 0.2
+    f_max: float = 1000.0
+    points_per_wavelength: float = 6.0
+    duration: float = 0.02
+    n_times: int = 21
+    margin: float = 0.5
+    stride: int = 1
+    order: int = 2
+    c: float = 343.0
+
+    name: ClassVar[str] = "room_acoustics"
+    model_inputs: ClassVar[tuple[str, ...]] = ("x0",)
+    model_targets: ClassVar[tuple[str, ...]] = ("p",)
+
+    def __check_init__(self):
+        if self.ndim not in (2, 3):
+            raise ValueError(f"ndim must be 2 or 3 (a 2-D room or a 3-D shoebox), got {self.ndim}")
+        if not self.f_max > 0:
+            raise ValueError(f"f_max must be a positive frequency in Hz, got {self.f_max}")
+        if not self.points_per_wavelength >= 2:
+            raise ValueError(
+                f"points_per_wavelength must be >= 2 (Nyquist), got {self.points_per_wavelength}"
+            )
+        if not 0 <= self.absorption <= 1:
+            raise ValueError(f"absorption must lie in [0, 1], got {self.absorption}")
+        if not (self.duration > 0 and self.n_times >= 2):
+            raise ValueError(
+                f"need duration > 0 s and n_times >= 2, got {self.duration}, {self.n_times}"
+            )
+        if not (self.margin >= 0 and self.stride >= 1 and self.c > 0):
+            raise ValueError(
+                f"need margin >= 0, stride >= 1, c > 0; got {self.margin}, {self.stride}, {self.c}"
+            )
+        sides = (self.size_x, self.size_y, self.size_z)[: self.ndim]
+        h = self.spacing
+        for axis, side in zip(_AXES, sides, strict=False):
+            if not side > 2 * self.margin + h:
+                raise ValueError(
+                    f"room too small for the margin: side {axis} of {side} m leaves no room "
+                    f"for sources {self.margin} m from both walls (cells of {h:.4g} m)"
+                )
+
+    # ---- the room and its solver ---------------------------------------------------
+    @property
+    def spacing(self) -> float:
+        """Cell side h = c/(f_max · points per wavelength), in metres."""
+        return self.c / (self.f_max * self.points_per_wavelength)
+
+    @property
+    def sigma(self) -> float:
+        return pulse_width(self.f_max, self.c)
+
+    @property
+    def room(self) -> Room:
+        h = self.spacing
+        # geometry is static: build it concretely even when called under jit/vmap
+        with jax.ensure_compile_time_eval():
+            if self.ndim == 2:
+                mask = rectangle_mask((self.size_x, self.size_y), h)
+            else:
+                mask = shoebox_mask((self.size_x, self.size_y, self.size_z), h)
+            return Room(mask, h, absorption=self.absorption)
+
+    @property
+    def solver(self) -> WaveSolver:
+        return WaveSolver(self.room, c=self.c, order=self.order)
+
+    @property
+    def extent(self) -> tuple[float, ...]:
+        """Side lengths of the simulated grid (round(L/h) cells), in metres."""
+        return self.room.extent
+
+    def times(self) -> np.ndarray:
+        return np.linspace(0.0, self.duration, self.n_times)
+
+    # ---- the Problem contract ------------------------------------------------------
+    def sample_input(self, key: PRNGKeyArray) -> dict[str, Array]:
+        lo = jnp.full((self.ndim,), self.margin, jnp.float32)
+        hi = jnp.asarray(self.extent, jnp.float32) - self.margin
+        return {"x0": jax.random.uniform(key, (self.ndim,), jnp.float32, lo, hi)}
+
+    def solve(self, inputs: Mapping[str, Array]) -> dict[str, Array]:
+        x0 = jnp.asarray(inputs["x0"])
+        if x0.shape != (self.ndim,):
+            raise ValueError(f"x0 must have shape ({self.ndim},), got {x0.shape}")
+        room, s = self.room, self.stride
+        p0 = gaussian_pulse(room.grid_coords(), x0, 1.0, self.sigma)
+        fields, _ = self.solver.simulate(p0, save_times=self.times())
+        return {"p": fields[(slice(None),) + (slice(None, None, s),) * self.ndim]}
+
+    def coords(self) -> dict[str, Coordinate]:
+        c = {"time": Coordinate(self.times(), "s", "time since the pulse", axis="T")}
+        for axis, x in zip(_AXES, self.room.coords(), strict=False):
+            c[axis] = Coordinate(
+                np.asarray(x, np.float64)[:: self.stride],
+                "m",
+                f"{axis} position of the cell centre",
+                axis=axis.upper(),
+            )
+        return c
+
+    def variables(self) -> dict[str, Variable]:
+        grid = _AXES[: self.ndim]
+        return {
+            "x0": Variable(("dim",), "m", "source position (x, y[, z])", role="input"),
+            "p": Variable(("time", *grid), "Pa", "sound pressure of a 1 Pa Gaussian pulse"),
+        }
+
+    def solver_settings(self) -> dict:
+        s = self.solver
+        return {
+            "method": "staggered leapfrog FDTD (Yee 1966, Botteldooren 1995), impedance walls",
+            "spacing_m": s.room.spacing,
+            "grid": list(s.room.shape),
+            "dt_s": s.dt,
+            "courant": s.courant,
+            "order": s.order,
+            "pulse_sigma_m": self.sigma,
+            "pulse_amplitude_pa": 1.0,
+        }
+
+    def metrics(self, pred: Array, true: Array) -> dict[str, float]:
+        """Relative L2, RMSE (Pa, over the time window and the room) and max error (Pa)."""
+        return field_metrics(pred, true)
+
+    def space_time_points(self) -> Float[Array, " n_points dp1"]:
+        """The stored grid as (x, y[, z], t) rows, in the order of `p[i].reshape(-1, ...)`
+        moved to time-last: row k is point k of `to_points(p[i])`."""
+        c = self.coords()
+        axes = [c[a].values for a in _AXES[: self.ndim]] + [c["time"].values]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return jnp.asarray(np.stack([m.reshape(-1) for m in mesh], -1), jnp.float32)
+
+    def to_points(self, p: Float[Array, " time *grid"]) -> Float[Array, " n_points"]:
+        """One sample's field (time, *grid) flattened in the order of `space_time_points`."""
+        return jnp.moveaxis(jnp.asarray(p), 0, -1).reshape(-1)
+
+    def bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Box of the space-time inputs (x, y[, z], t) used to scale them to [−1, 1]."""
+        return (0.0,) * (self.ndim + 1), (*self.extent, float(self.duration))
+
+
+def scaled(y: Array, lo: tuple[float, ...], hi: tuple[float, ...]) -> Array:
+    """Affine map of the box [lo, hi] onto [−1, 1] (the last axis of `y` holds the coordinates)."""
+    shape = (1,) * (y.ndim - 1) + (len(lo),)  # explicit: rank promotion is an error here
+    lo_, hi_ = jnp.asarray(lo, y.dtype).reshape(shape), jnp.asarray(hi, y.dtype).reshape(shape)
+    return 2.0 * (y - lo_) / (hi_ - lo_) - 1.0
+
+
+def rms(x: Array) -> float:
+    return float(math.sqrt(float(jnp.mean(jnp.square(x)))))
+
+
+class SourceDeepONet(eqx.Module):
+    """A DeepONet from the source position to the pressure at space-time points, in Pa.
+
+    Branch input: x0 (d,) in metres; trunk input: rows (x, y[, z], t) in metres and
+    seconds. Both are mapped from the box [`lower`, `upper`] onto [−1, 1] before the
+    network (and before the trunk's random Fourier features), and the output is multiplied
+    by `p_scale` (Pa), the RMS pressure of the training data, so that the net works at
+    unit scale. `model(x0, points) -> (n_points,)` evaluates the branch once (the
+    Cartesian layout of `DeepONet`); `model.pointwise` evaluates each point on its own.
+    Other keyword arguments go to `DeepONet` (p, widths, depths, Fourier features, ...).
+    """
+
+    deeponet: DeepONet
+    lower: tuple[float, ...] = eqx.field(static=True)
+    upper: tuple[float, ...] = eqx.field(static=True)
+    p_scale: float = eqx.field(static=True)
+    time_factor: float = eqx.field(static=True)
+    options: tuple[tuple[str, object], ...] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        lower,
+        upper,
+        *,
+        p_scale: float = 1.0,
+        time_factor: float = 1.0,
+        key: PRNGKeyArray,
+        **options,
+    ):
+        lower, upper = tuple(float(v) for v in lower), tuple(float(v) for v in upper)
+        if len(lower) != len(upper) or len(lower) not in (3, 4):
+            raise ValueError(
+                f"lower and upper must both hold (x, y[, z], t): 3 or 4 values, "
+                f"got {lower}, {upper}"
+            )
+        if not all(b > a for a, b in zip(lower, upper, strict=True)) or not p_scale > 0:
+            raise ValueError(f"need upper > lower and p_scale > 0, got {lower}, {upper}, {p_scale}")
+        d = len(lower) - 1
+        net = DeepONet(d, d + 1, n_out=1, key=key, **options)
+        if net.frequencies is not None:
+            # a wave crosses the room c·T/L times in the window: time needs that many more
+            # oscillations per unit of the scaled box than space does
+            net = eqx.tree_at(
+                lambda n: n.frequencies, net, net.frequencies.at[:, -1].multiply(time_factor)
+            )
+        self.deeponet = net
+        self.lower, self.upper, self.p_scale = lower, upper, float(p_scale)
+        self.time_factor = float(time_factor)
+        self.options = tuple(sorted(options.items()))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.lower) - 1
+
+    def config(self) -> dict:
+        """Constructor arguments, for `surrogate.save` (a string `activation` only)."""
+        return dict(self.options, lower=list(self.lower), upper=list(self.upper),
+                    p_scale=self.p_scale, time_factor=self.time_factor)  # fmt: skip
+
+    def _scale(self, x0: Array, points: Array) -> tuple[Array, Array]:
+        d = self.ndim
+        if x0.shape[-1:] != (d,) or points.ndim != 2 or points.shape[1] != d + 1:
+            raise ValueError(
+                f"expected x0 of shape ({d},) and points of shape (n, {d + 1}) holding "
+                f"(x, y{', z' if d == 3 else ''}, t); got {x0.shape} and {points.shape}"
+            )
+        return scaled(x0, self.lower[:d], self.upper[:d]), scaled(points, self.lower, self.upper)
+
+    def __call__(
+        self, x0: Float[Array, " d"], points: Float[Array, " n dp1"]
+    ) -> Float[Array, " n"]:
+        u, y = self._scale(x0, points)
+        return self.p_scale * self.deeponet(u, y)[0]
+
+    def pointwise(
+        self, x0: Float[Array, " d"] | Float[Array, " n d"], points: Float[Array, " n dp1"]
+    ) -> Float[Array, " n"]:
+        """The same values point by point; `x0` may hold one source per point."""
+        u, y = self._scale(x0, points)
+        return self.p_scale * self.deeponet.pointwise(u, y)[0]
+
+
+def train_surrogate(
+    problem: RoomAcoustics,
+    x0: Float[Array, " n_sources d"],
+    fields: Float[Array, " n_sources time *grid"],
+    *,
+    key: PRNGKeyArray,
+    epochs: int = 100,
+    batch_points: int = 2048,
+    learning_rate: float = 2e-3,
+    progress: bool = False,
+    **options,
+) -> tuple[SourceDeepONet, dict]:
+    """Fit a `SourceDeepONet` to the pressure `fields` of sources `x0` with `training.fit`.
+
+    A training sample is one space-time point of the stored grid with the pressure of every
+    training source there; a minibatch of `batch_points` random points evaluates the trunk
+    once and every source's branch once (the Cartesian layout, Lu et al. 2021 §3), and the
+    loss is the mean squared error in units of the data's RMS pressure. Adam with a cosine
+    decay of the learning rate over all steps.
+    """
+    from ..training import fit
+
+    x0, fields = jnp.asarray(x0, jnp.float32), jnp.asarray(fields, jnp.float32)
+    if x0.ndim != 2 or x0.shape[1] != problem.ndim or fields.shape[0] != x0.shape[0]:
+        raise ValueError(
+            f"expected x0 (n_sources, {problem.ndim}) and fields (n_sources, time, *grid) "
+            f"with the same n_sources, got {x0.shape} and {fields.shape}"
+        )
+    scale = rms(fields)
+    k_model, k_fit = jax.random.split(key)
+    lower, upper = problem.bounds()
+    factor = problem.c * problem.duration / max(problem.extent)
+    model = SourceDeepONet(lower, upper, p_scale=scale, time_factor=factor, key=k_model, **options)
+    train = {"points": problem.space_time_points(), "p": jax.vmap(problem.to_points)(fields).T}
+    n_steps = max(1, epochs * (train["p"].shape[0] // min(batch_points, train["p"].shape[0])))
+    optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, n_steps, alpha=0.02))
+
+    def loss(m: SourceDeepONet, batch) -> Array:
+        pred = jax.vmap(m, in_axes=(0, None))(x0, batch["points"])  # (source, point)
+        return jnp.mean(jnp.square(pred - batch["p"].T)) / scale**2
+
+    return fit(model, loss, train, optimizer=optimizer, epochs=epochs,
+               batch_size=batch_points, key=k_fit, progress=progress)  # fmt: skip
