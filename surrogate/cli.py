@@ -1,4 +1,4 @@
-"""`surrogate` command line: generate, train, evaluate, list.
+"""`surrogate` command line: generate, train, evaluate, merge, export, list.
 
 Errors in the user's input (unknown problem or option, bad data, bad config) print one line
 `surrogate: error: ...` and exit with status 2; there is no traceback.
@@ -57,23 +57,108 @@ def cmd_generate(args, extra) -> int:
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     shard = _parse_shard(args.shard)
-    indices = np.arange(args.n)
+    if args.dask is not None:
+        return _generate_dask(args, problem)
+    for flag in ("shards", "shard_dir", "keep_shards"):
+        if getattr(args, flag) not in (None, False):
+            raise ValueError(f"--{flag.replace('_', '-')} needs --dask")
     if shard is not None:
-        indices = np.array_split(indices, shard[1])[shard[0]]
-        if indices.size == 0:
+        from .hpc import generate_shard
+
+        if np.array_split(np.arange(args.n), shard[1])[shard[0]].size == 0:
             raise ValueError(f"shard {args.shard} of {args.n} samples is empty")
+        path, generated = generate_shard(
+            problem,
+            args.n,
+            seed=args.seed,
+            shard=shard[0],
+            n_shards=shard[1],
+            out=args.out,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+        if generated:
+            print(f"wrote {path}: shard {args.shard} of {args.n} samples of {problem.name}")
+        else:
+            print(f"skipped {path}: complete shard {args.shard} exists (--overwrite to redo)")
+        return 0
     ds = generate(
         problem,
         seed=args.seed,
-        indices=indices,
+        indices=np.arange(args.n),
         batch_size=args.batch_size,
         progress=not args.quiet,
     )
-    if shard is not None:
-        ds.attrs["shard"] = f"{shard[0]}/{shard[1]}"
-        ds.attrs["n_samples_total"] = args.n
     path = write_dataset(ds, args.out)
     print(f"wrote {path}: {ds.sizes['sample']} sample(s) of {problem.name}")
+    return 0
+
+
+def _generate_dask(args, problem) -> int:
+    if args.shard is not None:
+        raise ValueError("--dask runs all shards itself; drop --shard i/n")
+    if args.shards is not None and not 1 <= args.shards <= args.n:
+        raise ValueError(f"--shards must be between 1 and --n ({args.n}), got {args.shards}")
+    from .hpc import dask_client, generate_sharded, require_distributed
+
+    try:
+        require_distributed()
+    except ImportError as e:
+        raise ValueError(str(e)) from None
+
+    def report(i, n, generated):
+        if not args.quiet:
+            print(f"  shard {i}/{n} " + ("generated" if generated else "skipped (complete)"))
+
+    with dask_client(args.dask) as client:
+        path = generate_sharded(
+            problem,
+            args.n,
+            seed=args.seed,
+            out=args.out,
+            client=client,
+            n_shards=args.shards,
+            shard_dir=args.shard_dir,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            keep_shards=args.keep_shards,
+            on_shard=report,
+        )
+    print(f"wrote {path}: {args.n} sample(s) of {problem.name}")
+    return 0
+
+
+def cmd_merge(args, extra) -> int:
+    from .hpc import merge_shards
+
+    merged = merge_shards(args.shards, args.out)
+    print(
+        f"wrote {args.out}: {merged.sizes['sample']} sample(s) of "
+        f"{merged.attrs.get('problem')} from {len(args.shards)} shard(s)"
+    )
+    return 0
+
+
+def cmd_export(args, extra) -> int:
+    from . import load
+    from .coupling import build_c_library, export_model
+
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--input-shape expects comma-separated sizes (e.g. 1,256), got {args.input_shape!r}"
+        ) from None
+    model = load(args.model)
+    try:
+        out = export_model(model, shape, args.out, batch=args.batch, source=args.model)
+        print(f"wrote {out / 'model.jaxexport'} and {out / 'metadata.json'}")
+        if args.build_c:
+            lib = build_c_library(out)
+            print(f"wrote {lib} and {out / 'surrogate.h'}")
+    except ImportError as e:  # flatbuffers (serialization) or cffi (C library) missing
+        raise ValueError(str(e)) from None
     return 0
 
 
@@ -155,8 +240,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n", type=int, required=True, help="number of samples")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="netCDF file to write")
-    g.add_argument("--shard", help="i/n: write only shard i of n")
+    g.add_argument(
+        "--shard",
+        help="i/n: write only shard i of n; a complete shard file already at --out is kept",
+    )
     g.add_argument("--batch-size", type=int, default=32, help="samples solved at once")
+    g.add_argument(
+        "--overwrite", action="store_true", help="regenerate shards whose file is complete"
+    )
+    g.add_argument(
+        "--dask",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run the shards as Dask tasks: local, local:N (workers) or a scheduler address",
+    )
+    g.add_argument("--shards", type=int, help="with --dask: number of shards (default: workers)")
+    g.add_argument("--shard-dir", help="with --dask: folder of shard files (default OUT.shards)")
+    g.add_argument("--keep-shards", action="store_true", help="with --dask: keep shard files")
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train a surrogate from a TOML config")
@@ -170,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="PNG of predictions vs truth")
     e.add_argument("--json", help="write the metrics as JSON")
     e.set_defaults(func=cmd_evaluate)
+    m = sub.add_parser("merge", help="join shard files into one dataset")
+    m.add_argument("shards", nargs="+", metavar="SHARD.nc")
+    m.add_argument("--out", required=True, help="netCDF file to write")
+    m.set_defaults(func=cmd_merge)
+    x = sub.add_parser("export", help="export a model for C/Fortran (jax.export + C ABI)")
+    x.add_argument("model")
+    x.add_argument("--input-shape", required=True, help="one sample's shape, e.g. 1,256")
+    x.add_argument("--out", required=True, help="folder to write")
+    x.add_argument("--batch", type=int, help="export a vmapped model taking this many samples")
+    x.add_argument("--build-c", action="store_true", help="also build libsurrogate.so there")
+    x.set_defaults(func=cmd_export)
     li = sub.add_parser("list", help="problems and models available")
     li.set_defaults(func=cmd_list)
     return p
