@@ -14,6 +14,10 @@ from ._base import Variable as Variable
 # The one string registry of the package (STYLE.md): CLI names -> "module:Class".
 _REGISTRY: dict[str, str] = {
     "burgers": "surrogate.problems.burgers:Burgers",
+    "darcy": "surrogate.problems.darcy:Darcy",
+    "navier_stokes": "surrogate.problems.navier_stokes:NavierStokes",
+    "lorenz96": "surrogate.problems.lorenz96:Lorenz96Closure",
+    "room_acoustics": "surrogate.problems.room_acoustics:RoomAcoustics",
 }
 
 
