@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         help="generate a dataset with a problem's reference solver",
         description="Extra --name value pairs are the problem's options.",
-    , allow_abbrev=False)
+        allow_abbrev=False,
+    )
     g.add_argument("problem")
     g.add_argument("--n", type=int, required=True, help="number of samples")
     g.add_argument("--seed", type=int, default=0)
