@@ -238,8 +238,12 @@ class DeepONetOperator(eqx.Module):
 
     def config(self) -> dict:
         """Constructor arguments, for `surrogate.save` (a string `activation` only)."""
-        return dict(self.options, in_channels=self.in_channels,
-                    sensor_shape=list(self.sensor_shape), periodic=self.periodic)
+        return dict(
+            self.options,
+            in_channels=self.in_channels,
+            sensor_shape=list(self.sensor_shape),
+            periodic=self.periodic,
+        )
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
         d = len(self.sensor_shape)
