@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from surrogate.operators._features import cos_sin_turns
 from surrogate.operators.deeponet import DeepONet, DeepONetOperator, resample
 
 SMALL = dict(
@@ -196,3 +199,23 @@ def test_bad_input_raises(x64):
         op(jnp.zeros((1, 16)))
     with pytest.raises(ValueError, match=r"grid needs >= 2 points per axis, got shape \(1, 1, 4\)"):
         op(jnp.zeros((1, 1, 4)))
+
+
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32), min_size=1, max_size=64))
+def test_cos_sin_turns_match_float64_reference(turns):
+    # the polynomial cos/sin in turns against numpy's in float64: the error is that of
+    # float32 rounding of the result, not of 2π·u (which would grow with |u|)
+    u = np.asarray(turns, np.float32)
+    cos, sin = cos_sin_turns(jnp.asarray(u))
+    assert cos.dtype == sin.dtype == jnp.float32
+    phase = 2 * np.pi * (u.astype(np.float64) - np.round(u.astype(np.float64)))
+    np.testing.assert_allclose(np.asarray(cos), np.cos(phase), atol=2e-6)
+    np.testing.assert_allclose(np.asarray(sin), np.sin(phase), atol=2e-6)
+
+
+def test_cos_sin_turns_float64_is_accurate(x64):
+    u = jnp.linspace(-3.0, 3.0, 20001, dtype=jnp.float64)
+    cos, sin = cos_sin_turns(u)
+    assert cos.dtype == jnp.float64
+    assert float(jnp.max(jnp.abs(cos - jnp.cos(2 * jnp.pi * u)))) < 1e-14
+    assert float(jnp.max(jnp.abs(sin - jnp.sin(2 * jnp.pi * u)))) < 1e-14

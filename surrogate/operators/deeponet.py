@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._features import fourier_features
+
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
@@ -133,8 +135,7 @@ class DeepONet(eqx.Module):
     def _trunk(self, y: Float[Array, " coord_dim"]) -> Float[Array, "n_out_or_1 p"]:
         if self.frequencies is not None:
             # the frequencies are fixed, not trained (Tancik et al. 2020)
-            phase = 2.0 * math.pi * (jax.lax.stop_gradient(self.frequencies) @ y)
-            y = jnp.concatenate([jnp.cos(phase), jnp.sin(phase)])
+            y = fourier_features(jax.lax.stop_gradient(self.frequencies), y)
         return self.trunk(y).reshape(-1, self.p)
 
     def __call__(
