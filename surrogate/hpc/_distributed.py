@@ -11,9 +11,7 @@ order of floating-point sums. Every process holds the whole training set in host
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,11 +23,9 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PRNGKeyArray, PyTree
-from tqdm.auto import tqdm
 
-from .._serialization import read_header, read_tree, write_tree
 from ..data import minibatches
-from ..training._fit import TrainingDiverged, _check_finite, _make_eval, _n_samples
+from ..training._fit import _make_eval, _n_samples, check_arguments, epoch_loop, restore
 
 AXIS = "batch"
 ENV = ("SURROGATE_COORDINATOR", "SURROGATE_NUM_PROCESSES", "SURROGATE_PROCESS_ID")
@@ -177,16 +173,7 @@ def fit_distributed(
     arrays of this process, and the history.
     """
     mesh = data_mesh() if mesh is None else mesh
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    n = _n_samples(train)
-    _check_finite("training", train)
-    if valid is not None:
-        _n_samples(valid)
-        _check_finite("validation", valid)
-    batch_size = min(batch_size, n) if batch_size > 0 else batch_size
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n, batch_size = check_arguments(train, valid, epochs, batch_size)
     if batch_size % mesh.size:
         raise ValueError(
             f"the global batch_size {batch_size} must be a multiple of the {mesh.size} "
@@ -198,59 +185,32 @@ def fit_distributed(
         except AssertionError:
             raise ValueError("processes disagree on the number of samples or settings") from None
     train = jax.tree_util.tree_map(np.asarray, train)
-    lead = jax.process_index() == 0
 
     params = eqx.filter(model, eqx.is_inexact_array)
     if jax.process_count() > 1:  # start from process 0's parameters, whatever the others hold
         params = jax.tree_util.tree_map(jnp.asarray, multihost_utils.broadcast_one_to_all(params))
         model = eqx.combine(params, eqx.filter(model, eqx.is_inexact_array, inverse=True))
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    history: dict[str, list] = {"epoch": [], "train_loss": [], "valid_loss": [], "time": []}
-    start = 0
-    if resume:
-        if checkpoint is None:
-            raise ValueError("resume=True needs a checkpoint path")
-        if Path(checkpoint).exists():
-            header = read_header(checkpoint)
-            model, opt_state = read_tree(checkpoint, (model, opt_state))
-            start, history = int(header["epoch"]), header["history"]
+    model, opt_state, start, history = restore(model, opt_state, checkpoint, resume)
 
     model, opt_state = _replicate((model, opt_state), mesh)
     valid_g = _replicate(valid, mesh) if valid is not None else None
-    run_epoch = _make_epoch(loss_fn, optimizer, mesh)
+    epoch = _make_epoch(loss_fn, optimizer, mesh)
     evaluate = _make_eval(loss_fn, batch_size)
-    bar = tqdm(range(start, epochs), initial=start, total=epochs, disable=not (progress and lead),
-               desc="training", unit="epoch", leave=False)  # fmt: skip
-    for e in bar:
-        t0 = time.perf_counter()
+
+    def run_epoch(e, model, opt_state):
         perm = np.asarray(minibatches(jax.random.fold_in(key, e), n, batch_size))
-        batches = _place_batches(train, perm, mesh)
-        new_model, new_state, losses = run_epoch(model, opt_state, batches)
-        train_loss = float(np.mean(_to_host(losses)))
-        valid_loss = math.nan
-        if valid_g is not None:
-            valid_loss = float(_to_host(evaluate(new_model, valid_g, _n_samples(valid))))
-        for what, value in (("training", train_loss), ("validation", valid_loss)):
-            if not math.isfinite(value) and not (what == "validation" and valid is None):
-                bar.close()
-                where = f"; last good checkpoint kept at {checkpoint}" if checkpoint else ""
-                raise TrainingDiverged(
-                    f"{what} loss became {value} at epoch {e + 1}: training stopped{where}",
-                    _local(model),
-                    e,
-                )
-        model, opt_state = new_model, new_state
-        history["epoch"].append(e + 1)
-        history["train_loss"].append(train_loss)
-        history["valid_loss"].append(valid_loss)
-        history["time"].append(time.perf_counter() - t0)
-        if checkpoint is not None and lead:
-            header = {"epoch": e + 1, "history": history}
-            write_tree(checkpoint, header, _to_host((model, opt_state)))
-        bar.set_postfix(train=f"{train_loss:.4g}", valid=f"{valid_loss:.4g}")
-        if callback is not None:
-            callback(e + 1, {k: v[-1] for k, v in history.items()})
-    bar.close()
+        new_model, new_state, losses = epoch(model, opt_state, _place_batches(train, perm, mesh))
+        return new_model, new_state, float(np.mean(_to_host(losses)))
+
+    def validate(model):
+        return float(_to_host(evaluate(model, valid_g, _n_samples(valid))))
+
+    model, _, history = epoch_loop(
+        model, opt_state, run_epoch, None if valid is None else validate,
+        start=start, epochs=epochs, history=history, checkpoint=checkpoint,
+        progress=progress, callback=callback, lead=jax.process_index() == 0, to_host=_to_host,
+    )  # fmt: skip
     return _local(model), history
 
 

@@ -117,6 +117,30 @@ def fit(
     training stops with `TrainingDiverged` and the checkpoint of the last good epoch stays.
     Returns the trained model and the history (per-epoch `train_loss`, `valid_loss`, `time`).
     """
+    n, batch_size = check_arguments(train, valid, epochs, batch_size)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    model, opt_state, start, history = restore(model, opt_state, checkpoint, resume)
+    epoch = _make_epoch(loss_fn, optimizer)
+    evaluate = _make_eval(loss_fn, batch_size)
+
+    def run_epoch(e, model, opt_state):
+        batches = minibatches(jax.random.fold_in(key, e), n, batch_size)
+        new_model, new_state, losses = epoch(model, opt_state, train, batches)
+        return new_model, new_state, float(jnp.mean(losses))
+
+    def validate(model):
+        return float(evaluate(model, valid, _n_samples(valid)))
+
+    model, _, history = epoch_loop(
+        model, opt_state, run_epoch, None if valid is None else validate,
+        start=start, epochs=epochs, history=history, checkpoint=checkpoint,
+        progress=progress, callback=callback,
+    )  # fmt: skip
+    return model, history
+
+
+def check_arguments(train: PyTree, valid: PyTree | None, epochs: int, batch_size: int):
+    """Validate `fit`'s data and settings; returns (number of samples, batch size used)."""
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     n = _n_samples(train)
@@ -127,65 +151,74 @@ def fit(
     batch_size = min(batch_size, n) if batch_size > 0 else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return n, batch_size
 
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+
+def restore(model, opt_state, checkpoint: str | Path | None, resume: bool):
+    """(model, optimiser state, epochs done, history), from `checkpoint` if resuming and
+    it exists, else as given with an empty history."""
     history: dict[str, list] = {"epoch": [], "train_loss": [], "valid_loss": [], "time": []}
-    start = 0
-    if resume:
-        if checkpoint is None:
-            raise ValueError("resume=True needs a checkpoint path")
-        if Path(checkpoint).exists():
-            header = read_header(checkpoint)
-            model, opt_state = read_tree(checkpoint, (model, opt_state))
-            start = int(header["epoch"])
-            history = header["history"]
+    if not resume:
+        return model, opt_state, 0, history
+    if checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path")
+    if not Path(checkpoint).exists():
+        return model, opt_state, 0, history
+    header = read_header(checkpoint)
+    model, opt_state = read_tree(checkpoint, (model, opt_state))
+    return model, opt_state, int(header["epoch"]), header["history"]
 
-    run_epoch = _make_epoch(loss_fn, optimizer)
-    evaluate = _make_eval(loss_fn, batch_size)
-    bar = tqdm(
-        range(start, epochs),
-        initial=start,
-        total=epochs,
-        disable=not progress,
-        desc="training",
-        unit="epoch",
-        leave=False,
-    )
+
+def epoch_loop(
+    model,
+    opt_state,
+    run_epoch: Callable[[int, eqx.Module, PyTree], tuple[eqx.Module, PyTree, float]],
+    validate: Callable[[eqx.Module], float] | None,
+    *,
+    start: int,
+    epochs: int,
+    history: dict[str, list],
+    checkpoint: str | Path | None,
+    progress: bool,
+    callback: Callable[[int, dict], None] | None,
+    lead: bool = True,
+    to_host: Callable[[PyTree], PyTree] = lambda tree: tree,
+):
+    """The epochs `start .. epochs` shared by `fit` and `hpc.fit_distributed`.
+
+    `run_epoch(e, model, opt_state)` returns the new model, state and mean training loss;
+    a non-finite training or validation loss raises `TrainingDiverged` (carrying the last
+    good model, through `to_host`) before anything is overwritten. Only the `lead`
+    process shows progress and writes the checkpoint (of `to_host((model, opt_state))`).
+    """
+    bar = tqdm(range(start, epochs), initial=start, total=epochs, disable=not (progress and lead),
+               desc="training", unit="epoch", leave=False)  # fmt: skip
     for e in bar:
         t0 = time.perf_counter()
-        batches = minibatches(jax.random.fold_in(key, e), n, batch_size)
-        new_model, new_state, losses = run_epoch(model, opt_state, train, batches)
-        train_loss = float(jnp.mean(losses))
-        valid_loss = (
-            float(evaluate(new_model, valid, _n_samples(valid))) if valid is not None else math.nan
-        )
-        bad = (
-            ("training", train_loss)
-            if not math.isfinite(train_loss)
-            else (
-                ("validation", valid_loss)
-                if valid is not None and not math.isfinite(valid_loss)
-                else None
-            )
-        )
-        if bad is not None:
-            where = f"; last good checkpoint kept at {checkpoint}" if checkpoint else ""
-            bar.close()
-            raise TrainingDiverged(
-                f"{bad[0]} loss became {bad[1]} at epoch {e + 1}: training stopped{where}", model, e
-            )
+        new_model, new_state, train_loss = run_epoch(e, model, opt_state)
+        valid_loss = validate(new_model) if validate is not None else math.nan
+        for what, value in (("training", train_loss), ("validation", valid_loss)):
+            if not math.isfinite(value) and not (what == "validation" and validate is None):
+                bar.close()
+                where = f"; last good checkpoint kept at {checkpoint}" if checkpoint else ""
+                raise TrainingDiverged(
+                    f"{what} loss became {value} at epoch {e + 1}: training stopped{where}",
+                    to_host(model),
+                    e,
+                )
         model, opt_state = new_model, new_state
         history["epoch"].append(e + 1)
         history["train_loss"].append(train_loss)
         history["valid_loss"].append(valid_loss)
         history["time"].append(time.perf_counter() - t0)
-        if checkpoint is not None:
-            write_tree(checkpoint, {"epoch": e + 1, "history": history}, (model, opt_state))
+        if checkpoint is not None and lead:
+            header = {"epoch": e + 1, "history": history}
+            write_tree(checkpoint, header, to_host((model, opt_state)))
         bar.set_postfix(train=f"{train_loss:.4g}", valid=f"{valid_loss:.4g}")
         if callback is not None:
             callback(e + 1, {k: v[-1] for k, v in history.items()})
     bar.close()
-    return model, history
+    return model, opt_state, history
 
 
 def checkpoint_epoch(path: str | Path) -> int:
