@@ -26,15 +26,15 @@ from surrogate.data import generate
 from surrogate.problems.room_acoustics import RoomAcoustics, train_surrogate
 
 CASES = {
-    "2d": dict(problem=dict(ndim=2, size_x=2.0, size_y=2.0), train=80, test=20, epochs=80),
+    "2d": dict(problem=dict(ndim=2, size_x=2.0, size_y=2.0), train=80, test=20, epochs=300),
     "3d": dict(
         problem=dict(ndim=3, size_x=2.0, size_y=1.6, size_z=1.3, margin=0.45, stride=2),
         train=60,
         test=10,
-        epochs=40,
+        epochs=400,
     ),
 }
-MODEL = dict(p=128, branch_width=128, trunk_width=128, fourier_features=128, fourier_scale=1.5)
+MODEL = dict(p=64, branch_width=128, trunk_width=64, fourier_features=64, fourier_scale=1.5)
 BATCH_POINTS, LEARNING_RATE, N_QUERY = 1024, 3e-3, 10_000
 
 
@@ -99,8 +99,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2-D only, a quarter of the epochs")
     ap.add_argument("--cases", default=None, help="comma-separated: 2d,3d (default 2d,3d)")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=0, help="override the cases' epochs")
+    ap.add_argument(
+        "--model", default="", help="overrides of the model options, e.g. p=32,trunk_width=48"
+    )
     args = ap.parse_args()
+    for item in filter(None, args.model.split(",")):
+        name, _, value = item.partition("=")
+        if name not in MODEL:
+            ap.error(f"--model: unknown option {name!r}; options: {sorted(MODEL)}")
+        MODEL[name] = type(MODEL[name])(value)
     names = (args.cases or ("2d" if args.quick else "2d,3d")).split(",")
+    for name in names:
+        if name not in CASES:
+            ap.error(f"--cases: unknown case {name!r}; cases: {sorted(CASES)}")
+        if args.epochs:
+            CASES[name]["epochs"] = args.epochs
     results = {name: run_case(CASES[name], args.quick, args.repeats) for name in names}
     emit(
         {
