@@ -102,8 +102,37 @@ def save(path: str | os.PathLike, model: eqx.Module, **extra: Any) -> Path:
 
 
 def load(path: str | os.PathLike) -> eqx.Module:
-    """Read a model written by `save`."""
+    """Read a model written by `save`.
+
+    A model whose class (or a submodule's) says `needs_x64` (e.g. a PNODE through a stiff
+    solve) must be loaded and run with float64 on: `with jax.enable_x64(True): ...`.
+    """
     header = read_header(path)
     if "model" not in header:
         raise ValueError(f"{path} holds no model (is it a training checkpoint?)")
+    if needs_x64(path) and not jax.config.jax_enable_x64:
+        raise ValueError(
+            f"{path} holds a float64 model; load and run it under `with "
+            "jax.enable_x64(True):` (or set JAX_ENABLE_X64=1)"
+        )
     return read_tree(path, build(header["model"]))
+
+
+def needs_x64(path: str | os.PathLike) -> bool:
+    """Whether the model in `path` has a module class with `needs_x64` set."""
+
+    def walk(desc: Any) -> bool:
+        if not isinstance(desc, dict):
+            return False
+        if "class" in desc and "config" in desc:
+            module_name, _, cls_name = str(desc["class"]).partition(":")
+            try:
+                cls = getattr(importlib.import_module(module_name), cls_name)
+            except (ImportError, AttributeError, ValueError):
+                return False  # `build` reports an unknown class
+            if getattr(cls, "needs_x64", False):
+                return True
+            desc = desc["config"]
+        return any(walk(v) for v in desc.values())
+
+    return walk(read_header(path).get("model"))

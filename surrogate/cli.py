@@ -184,12 +184,18 @@ def cmd_train(args, extra) -> int:
 
 
 def cmd_evaluate(args, extra) -> int:
+    import jax
+
     from . import load
+    from ._serialization import needs_x64
     from .data import problem_of_dataset, read_dataset
     from .evaluation import evaluate, plot_predictions, write_metrics
 
     if extra:
         raise ValueError(f"unexpected argument(s) {extra}")
+    if needs_x64(args.model) and not jax.config.jax_enable_x64:
+        with jax.enable_x64(True):  # a model trained in float64 (stiff solves) runs in it
+            return cmd_evaluate(args, extra)
     model = load(args.model)
     ds = read_dataset(args.data)
     problem = problem_of_dataset(ds)

@@ -6,6 +6,8 @@ exactly the samples the whole dataset would hold at those indices.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import equinox as eqx
 import jax
 import numpy as np
@@ -53,7 +55,9 @@ def generate(
         idx = indices[s : s + batch_size]
         pad = batch_size - idx.size
         padded = np.concatenate([idx, np.repeat(idx[-1:], pad)]) if pad else idx
-        stored, outputs = jax.device_get(run(padded))
+        # a problem with `needs_x64` (a stiff reference solver) is solved in float64
+        with jax.enable_x64(True) if getattr(problem, "needs_x64", False) else nullcontext():
+            stored, outputs = jax.device_get(run(padded))
         chunks.append(
             jax.tree_util.tree_map(lambda a, m=idx.size: np.asarray(a)[:m], (stored, outputs))
         )
