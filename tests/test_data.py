@@ -1,6 +1,7 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -87,6 +88,24 @@ def test_normalizer_round_trip_and_statistics(x64):
     np.testing.assert_allclose(np.mean(z, axis=(0, 2)), 0.0, atol=1e-10)
     np.testing.assert_allclose(np.std(z, axis=(0, 2)), 1.0, atol=1e-5)
     np.testing.assert_allclose(jax.vmap(norm.decode)(z), x, atol=1e-12)
+
+
+def test_normalizer_statistics_are_not_trained(x64):
+    # a normalizer inside a trained module gets zero gradients (and so stays as fitted
+    # under Adam), while the gradient with respect to the data still flows through it
+    x = jax.random.normal(jax.random.key(1), (2, 8)) + 3.0
+    norm = Normalizer.fit(x[None])
+
+    def loss(n, a):
+        return jnp.sum(n.decode(jnp.sin(n.encode(a))) ** 2)
+
+    g_norm, g_x = jax.grad(loss, argnums=(0, 1))(norm, x)
+    assert float(jnp.max(jnp.abs(g_norm.mean))) == 0.0
+    assert float(jnp.max(jnp.abs(g_norm.std))) == 0.0
+    eps = 1e-6
+    e = jnp.zeros_like(x).at[1, 3].set(eps)
+    fd = (loss(norm, x + e) - loss(norm, x - e)) / (2 * eps)
+    np.testing.assert_allclose(g_x[1, 3], fd, rtol=1e-7)
 
 
 def test_bad_data_messages(tmp_path):

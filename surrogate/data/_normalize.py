@@ -48,7 +48,9 @@ class Normalizer(eqx.Module):
         return {"channels": self.channels}
 
     def _shape(self, v, ndim):
-        return v.reshape((-1,) + (1,) * (ndim - 1))
+        # statistics of the data, never trained: a normalizer inside a trained module
+        # (e.g. a closure) gets zero gradients, so Adam leaves it as fitted
+        return jax.lax.stop_gradient(v).reshape((-1,) + (1,) * (ndim - 1))
 
     def encode(self, x: Float[Array, " channels *grid"]) -> Float[Array, " channels *grid"]:
         return (x - self._shape(self.mean, x.ndim)) / self._shape(self.std, x.ndim)
