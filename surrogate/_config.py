@@ -21,7 +21,7 @@ schedule = "step"          # "constant", "step" (× gamma every step_epochs) or 
 step_epochs = 100
 gamma = 0.5
 weight_decay = 1e-4
-loss = "relative_l2"       # or "mse"
+loss = "relative_l2"       # or "mse", "h1" (relative H1)
 seed = 0
 
 [output]
@@ -74,7 +74,7 @@ class Config:
 
 
 _SCHEDULES = ("constant", "step", "cosine")
-_LOSSES = ("relative_l2", "mse")
+_LOSSES = ("relative_l2", "mse", "h1")
 
 
 def _section(cls, raw: dict, name: str):

@@ -21,17 +21,26 @@ from .._config import Config
 from .._serialization import save
 from ..data import NormalizedModel, Normalizer, problem_of_dataset, read_dataset
 from ._fit import fit
-from ._losses import mse, relative_l2
+from ._losses import LOSSES
 
 
 def model_table() -> dict[str, type]:
     """Model names usable in a config's [model] type (the CLI's table)."""
+    from ..nde import PNODE
     from ..operators import FNO, DeepONetOperator, MgNO
+    from ..problems._ignition_baselines import TrajectoryMLP
 
-    return {"fno": FNO, "mgno": MgNO, "deeponet": DeepONetOperator}
+    return {
+        "fno": FNO, "mgno": MgNO, "deeponet": DeepONetOperator, "pnode": PNODE,
+        "mlp": TrajectoryMLP,
+    }  # fmt: skip
 
 
-def build_model(spec: dict, in_channels: int, out_channels: int, *, key) -> eqx.Module:
+def build_model(
+    spec: dict, in_channels: int, out_channels: int, *, key, context: dict | None = None
+) -> eqx.Module:
+    """The model of a config's [model] table; constructor arguments named in `context`
+    (e.g. the dataset's `times`) and not in the table are taken from it."""
     spec = dict(spec)
     kind = spec.pop("type")
     table = model_table()
@@ -45,6 +54,9 @@ def build_model(spec: dict, in_channels: int, out_channels: int, *, key) -> eqx.
             p for p in params if p not in ("self", "key", "in_channels", "out_channels", "dtype")
         )
         raise ValueError(f"unknown option(s) {unknown} for model {kind!r}; options: {allowed}")
+    for name, value in (context or {}).items():
+        if name in params and name not in spec:
+            spec[name] = value
     for name in ("modes", "sensor_shape"):
         if isinstance(spec.get(name), list):
             spec[name] = tuple(spec[name])
@@ -80,7 +92,15 @@ def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
 
 
 def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict:
-    """Run the config; returns the paths written and the test metrics."""
+    """Run the config; returns the paths written and the test metrics.
+
+    A model class with `needs_x64` (stiff solves) trains in float64; one with
+    `physical_units` takes and returns physical values (its normalizers are identities).
+    """
+    cls = model_table().get(cfg.model.get("type"))
+    if getattr(cls, "needs_x64", False) and not jax.config.jax_enable_x64:
+        with jax.enable_x64(True):
+            return train_from_config(cfg, resume=resume, progress=progress)
     ds = read_dataset(cfg.data.path)
     problem = problem_of_dataset(ds)
     data = problem.from_dataset(ds)
@@ -91,8 +111,11 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
     key = jax.random.key(t.seed)
     k_model, k_fit = jax.random.split(key)
     in_norm, out_norm = Normalizer.fit(x[tr]), Normalizer.fit(y[tr])
-    net = build_model(cfg.model, x.shape[1], y.shape[1], key=k_model)
-    base_loss = {"relative_l2": relative_l2, "mse": mse}[t.loss]
+    times = {"times": ds["time"].values.tolist()} if "time" in ds.coords else {}
+    net = build_model(cfg.model, x.shape[1], y.shape[1], key=k_model, context=times)
+    if getattr(net, "physical_units", False):
+        in_norm, out_norm = Normalizer(x.shape[1]), Normalizer(y.shape[1])
+    base_loss = LOSSES[t.loss]
 
     def loss_fn(model, batch):
         # the network sees normalized inputs; the loss is in physical units
