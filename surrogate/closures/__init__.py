@@ -6,6 +6,11 @@ and a deterministic closure plus AR(1) noise. Offline training on (X, U) pairs,
 coupled ensemble rollouts, and offline / forecast / climate metrics.
 """
 
+from ._convection import ConvectionMLP as ConvectionMLP
+from ._convection import ConvectionSSM as ConvectionSSM
+from ._convection import constrain_tendencies as constrain_tendencies
+from ._convection import fit_emulator as fit_emulator
+from ._convection import precipitation_mm_day as precipitation_mm_day
 from ._lorenz96 import coupled_rollout as coupled_rollout
 from ._lorenz96 import ensemble_forecast as ensemble_forecast
 from ._lorenz96 import stochastic_step as stochastic_step

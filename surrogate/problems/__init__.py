@@ -17,7 +17,9 @@ _REGISTRY: dict[str, str] = {
     "darcy": "surrogate.problems.darcy:Darcy",
     "navier_stokes": "surrogate.problems.navier_stokes:NavierStokes",
     "lorenz96": "surrogate.problems.lorenz96:Lorenz96Closure",
+    "convection": "surrogate.problems.convection:Convection",
     "room_acoustics": "surrogate.problems.room_acoustics:RoomAcoustics",
+    "ignition": "surrogate.problems.ignition:Ignition",
 }
 
 
