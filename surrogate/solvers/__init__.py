@@ -6,7 +6,7 @@
 - `lorenz96`: two-scale and one-level Lorenz '96, RK4
 - `acoustics`: linear acoustics in rooms, staggered-grid FDTD with impedance walls and PML
 - `reactor`: 0-D ideal-gas reactor with detailed kinetics (Cantera YAML mechanisms)
-- `column`: moist single column with simplified Betts-Miller convection, radiation, surface fluxes, forward Euler
+- `column`: moist single column, simplified Betts-Miller convection, radiation, surface fluxes
 - `spectral`: shared pseudo-spectral helpers
 
 Import the module you need, e.g. `from surrogate.solvers.darcy import DarcySolver`; the
