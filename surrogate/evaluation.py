@@ -22,12 +22,19 @@ def r2_score(pred: Array, true: Array, axis=None) -> Array:
     return 1.0 - ss_res / ss_tot
 
 
+@eqx.filter_jit
+def _apply(model, batch: Array) -> Array:
+    # one compiled function for all calls: a repeat call with the same model structure and
+    # batch shape reuses the compilation
+    return jax.vmap(model)(batch)
+
+
 def predict(model, inputs: Array, batch_size: int = 64) -> np.ndarray:
     """`model` applied to every sample of `inputs` (vmapped, in compiled batches)."""
     inputs = jnp.asarray(inputs)
     n = inputs.shape[0]
     batch_size = max(1, min(batch_size, n))
-    run = eqx.filter_jit(lambda m, a: jax.vmap(m)(a))
+    run = _apply
     out = []
     for s in range(0, n, batch_size):
         chunk = inputs[s : s + batch_size]
