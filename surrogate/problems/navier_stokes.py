@@ -2,8 +2,10 @@
 
 Li et al. (2021) §5.3: ∂ω/∂t + u·∇ω = νΔω + f on the unit torus,
 f = 0.1 (sin 2π(x+y) + cos 2π(x+y)), ω0 ~ 7^(3/2)(−Δ + 49I)^(−2.5), solved on 256² and
-stored on 64² every time unit. Task: the first `n_in` (10) snapshots → the following ones,
-predicted autoregressively. Reference: `surrogate.solvers.navier_stokes`.
+stored on 64² every time unit. Task: the first `n_in` (10) snapshots → all the following
+ones at once, as channels (`model_input`/`model_target`); the paper's FNO-2D instead steps
+one snapshot at a time, which a user can do by slicing `w` themselves.
+Reference: `surrogate.solvers.navier_stokes`.
 
 The default step is 1e-3 instead of the paper's 1e-4: against a dt = 2.5e-4 float64
 reference at t = 1 its relative L2 error is 4e-7 in float32, and it is 10× cheaper.
