@@ -141,10 +141,14 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=None, help="length of the online runs")
     ap.add_argument("--n-train", type=int, default=None, help="training columns")
     ap.add_argument("--stride", type=int, default=None, help="hours between training states")
+    ap.add_argument(
+        "--level-floor", type=float, default=None,
+        help="weigh errors per level (floor: this times the channel's std); default per channel",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     settings = dict(QUICK if args.quick else FULL)
-    for name in ("epochs", "days", "n_train", "stride"):
+    for name in ("epochs", "days", "n_train", "stride", "level_floor"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     t_start = time.perf_counter()
@@ -174,7 +178,7 @@ def main() -> None:
         trained[name], hist = fit_emulator(
             model, train["T"], train["q"], train["heating"], train["moistening"], p, dp,
             epochs=settings["epochs"], batch_size=64, learning_rate=LEARNING_RATES[name],
-            key=k_fit,
+            level_floor=settings.get("level_floor"), key=k_fit,
         )  # fmt: skip
         seconds = time.perf_counter() - t
         n_params = sum(a.size for a in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))

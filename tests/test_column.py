@@ -272,6 +272,9 @@ def test_emulator_saves_trains_and_couples(tmp_path):
         p, dp, epochs=3, batch_size=32, key=jax.random.key(1),
     )  # fmt: skip
     assert hist["train_loss"][-1] < hist["train_loss"][0]
+    with pytest.raises(ValueError, match="level_floor must be positive"):
+        fit_emulator(model, t, q, out[0], out[1], p, dp, epochs=1, level_floor=0.0,
+                     key=jax.random.key(1))  # fmt: skip
     surrogate.save(tmp_path / "ssm.eqx", model)
     loaded = surrogate.load(tmp_path / "ssm.eqx")
     np.testing.assert_array_equal(

@@ -243,6 +243,7 @@ def fit_emulator(
     batch_size: int = 256,
     learning_rate: float = 2e-3,
     precip_weight: float = 0.0,
+    level_floor: float | None = None,
     key: PRNGKeyArray,
     progress: bool = False,
 ) -> tuple[_Emulator, dict]:
@@ -251,6 +252,10 @@ def fit_emulator(
     constrained and the unconstrained outputs (if the model constrains), with Adam and a
     cosine-decayed learning rate (`precip_weight` is 0 by default: in one benchmark run,
     0.5 lowered the held-out R² of both heating and precipitation).
+    Errors are in units of each channel's standard deviation; with `level_floor` they are
+    in units of each LEVEL's standard deviation, floored at `level_floor` times the
+    channel's (so that quiet upper levels count as much as active ones, without dividing
+    by zero where convection never reaches).
     Columns (n, level) are independent states; heating K/day, moistening g/kg/day."""
     arrays = [jnp.asarray(a) for a in (t, q, heating, moistening)]
     if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
@@ -268,6 +273,10 @@ def fit_emulator(
         lambda m: (m.in_norm, m.out_norm), model, (Normalizer.fit(x), Normalizer.fit(y))
     )
     std = model.out_norm.std[None, :, None]
+    if level_floor is not None:
+        if not level_floor > 0:
+            raise ValueError(f"level_floor must be positive, got {level_floor}")
+        std = jnp.maximum(jnp.std(y, axis=0)[None], level_floor * std)
     precip = precipitation_mm_day(moistening, dp)
     precip_std = jnp.std(precip) + 1e-6
 
