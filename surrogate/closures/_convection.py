@@ -255,7 +255,9 @@ def fit_emulator(
     Errors are in units of each channel's standard deviation; with `level_floor` they are
     in units of each LEVEL's standard deviation, floored at `level_floor` times the
     channel's (so that quiet upper levels count as much as active ones, without dividing
-    by zero where convection never reaches).
+    by zero where convection never reaches). In the benchmark (1024 columns, 30 epochs)
+    `level_floor=0.1` LOWERED the held-out heating R² (pooled 0.936 -> 0.890, mean over
+    levels 0.757 -> 0.623), so the default stays per channel.
     Columns (n, level) are independent states; heating K/day, moistening g/kg/day."""
     arrays = [jnp.asarray(a) for a in (t, q, heating, moistening)]
     if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
