@@ -2,6 +2,8 @@
 the reference, PNODE composition and energy by construction, gradients through the stiff
 solve, kernel ridge regression, and the problem's metrics."""
 
+import importlib.resources
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -254,3 +256,18 @@ def test_pnode_save_load_round_trip(x64, tmp_path):
     assert needs_x64(path)
     with jax.enable_x64(False), pytest.raises(ValueError, match="float64 model"):
         surrogate.load(path)
+
+
+def test_mechanism_by_path_is_parsed_once_and_a_missing_file_is_named(tmp_path):
+    import shutil
+
+    from surrogate.solvers._mechanism import load_mechanism
+
+    path = tmp_path / "mine.yaml"
+    packaged = importlib.resources.files("surrogate.solvers") / "mechanisms" / "h2o2.yaml"
+    shutil.copy(str(packaged), path)
+    first = load_mechanism(path)
+    assert load_mechanism(str(path)) is first  # cached: models may ask at every call
+    assert first.species == MECH.species
+    with pytest.raises(FileNotFoundError, match="no such mechanism file"):
+        load_mechanism(tmp_path / "absent.yaml")

@@ -78,12 +78,6 @@ _T_SCALE = 1000.0  # the state is (T / 1000 K, c): both O(1)
 _N_OUT = 7
 
 
-def _mechanism(name: str) -> Mechanism:
-    if name.endswith((".yaml", ".yml")):
-        return Mechanism.from_yaml(name)
-    return load_mechanism(name)
-
-
 class PNODE(eqx.Module):
     """Parameters (7,) -> T at `times`, shape (1, time), through a learned one-step model.
 
@@ -157,7 +151,7 @@ class PNODE(eqx.Module):
             raise ValueError(f"ranges must be 7 pairs 0 < lo < hi, got {ranges}")
         if width < 1 or depth < 0:
             raise ValueError(f"need width >= 1 and depth >= 0, got {width}, {depth}")
-        mech = _mechanism(mechanism)
+        mech = load_mechanism(mechanism)
         missing = [s for s in ("H2", "O2", "H2O", "N2") if s not in mech.species]
         if missing:
             raise ValueError(f"mechanism {mechanism!r} lacks species {missing}")
@@ -215,7 +209,7 @@ class PNODE(eqx.Module):
         """{"T": (time,) K, "c": (time,) progress, "Y": (time, species) mass fractions,
         "h": (time,) J/kg mixture enthalpy} at `times`."""
         x = self._check(x)
-        mech = _mechanism(self.mechanism)
+        mech = load_mechanism(self.mechanism)
         theta = self.physical_parameters(x)
         phi, T0 = x[3], x[4]
         Y_u, Y_b = unburnt_and_burnt(mech, phi)

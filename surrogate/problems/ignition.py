@@ -55,13 +55,6 @@ NAMES = tuple(p[0] for p in PARAMETERS)
 SPECIES = ("H2", "O2", "H2O", "OH")
 
 
-def load_mech(mechanism: str) -> Mechanism:
-    """A packaged mechanism by name ("h2o2") or a Cantera YAML file by path."""
-    if mechanism.endswith((".yaml", ".yml")):
-        return Mechanism.from_yaml(mechanism)
-    return load_mechanism(mechanism)
-
-
 class Ignition(Problem):
     """Laser ignition of H2/air with mixing losses: parameters -> T(t), p(t), Y(t), ignition.
 
@@ -136,7 +129,7 @@ class Ignition(Problem):
 
     @property
     def mech(self) -> Mechanism:
-        return load_mech(self.mechanism)
+        return load_mechanism(self.mechanism)
 
     def times(self) -> np.ndarray:
         return np.linspace(0.0, self.t_end, self.n_times)

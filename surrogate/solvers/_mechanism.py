@@ -12,6 +12,7 @@ YAML format and rate definitions, https://cantera.org/stable/reference/.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import re
 from pathlib import Path
@@ -89,14 +90,28 @@ class Mechanism(eqx.Module):
         return self.species.index(name)
 
 
-def load_mechanism(name: str) -> Mechanism:
-    """A mechanism shipped with the package: "h2o2" (GRI-Mech 3.0 H2/O2 subset, 10 species)."""
+def load_mechanism(name: str | Path) -> Mechanism:
+    """A mechanism shipped with the package by name ("h2o2": GRI-Mech 3.0 H2/O2 subset,
+    10 species), or a Cantera-format YAML file by path (".yaml"/".yml"). Each file is
+    parsed once (cached by path and modification time), so models that keep only the
+    name, like PNODE, can ask for it at every call."""
+    if str(name).endswith((".yaml", ".yml")):
+        path = Path(name).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such mechanism file: {name}")
+        return _parsed(str(path), path.stat().st_mtime_ns)
     files = importlib.resources.files("surrogate.solvers") / "mechanisms"
     available = sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
     if name not in available:
         raise ValueError(f"unknown mechanism {name!r}; packaged mechanisms are {available}")
     with importlib.resources.as_file(files / f"{name}.yaml") as path:
-        return Mechanism.from_yaml(path)
+        return _parsed(str(path), Path(path).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(path: str, mtime_ns: int) -> Mechanism:
+    del mtime_ns  # part of the cache key only: an edited file is read again
+    return Mechanism.from_yaml(path)
 
 
 # ---- thermodynamics (NASA-7; McBride, Gordon & Reno, NASA TM-4513, 1993) -----------------
