@@ -1,6 +1,8 @@
 """Single-column moist convection: thermodynamics, the Betts-Miller scheme, the column,
 the convection problem and the learned emulators (constraints, coupling, gradients)."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -220,7 +222,37 @@ def test_constraint_head_derives_precip_and_conserves_enthalpy(seed, bias):
         np.testing.assert_allclose(hd, hb, atol=1e-9)
 
 
-@pytest.mark.parametrize("cls", [ConvectionSSM, ConvectionMLP])
+@given(
+    seed=st.integers(0, 2**16),
+    precip=st.floats(0.0, 50.0),
+    top=st.integers(1, N),
+)
+def test_constraint_with_given_precip_and_profile(seed, precip, top):
+    """P comes out as given, enthalpy is conserved, and levels where the profile is zero
+    are left exactly as they were."""
+    with jax.enable_x64(True):
+        k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+        _, dp = pressure_levels(N, dtype=jnp.float64)
+        h = jax.random.normal(k1, (N,), jnp.float64) * 3
+        m = jax.random.normal(k2, (N,), jnp.float64) * 3
+        profile = jnp.where(jnp.arange(N) < top, jax.random.uniform(k3, (N,), jnp.float64), 0.0)
+        profile = profile.at[0].set(1.0)
+        hc, mc = constrain_tendencies(h, m, dp, precip=jnp.float64(precip), profile=profile)
+        scale = float(jnp.sum(jnp.abs(m) * dp) * 1e-3 / G) + precip
+        assert abs(float(precipitation_mm_day(mc, dp)) - precip) <= 1e-12 * scale
+        enthalpy = CP * jnp.sum(hc * dp) + LV * 1e-3 * jnp.sum(mc * dp)
+        assert abs(float(enthalpy)) <= 1e-12 * float(CP * jnp.sum(jnp.abs(hc) * dp))
+        np.testing.assert_array_equal(hc[top:], h[top:])
+        np.testing.assert_array_equal(mc[top:], m[top:])
+        # the corrections are proportional to the profile
+        dh, dm = hc - h, mc - m
+        np.testing.assert_allclose(dh * profile[0], dh[0] * profile, atol=1e-12 * abs(float(dh[0])))
+        np.testing.assert_allclose(dm * profile[0], dm[0] * profile, atol=1e-12 * abs(float(dm[0])))
+
+
+@pytest.mark.parametrize(
+    "cls", [ConvectionSSM, ConvectionMLP, functools.partial(ConvectionSSM, budget=True)]
+)
 def test_emulator_constraints_hold_for_any_weights(x64, cls):
     model = cls(**({"n_levels": N} if cls is ConvectionMLP else {}), width=16, depth=2,
                 dtype=jnp.float64, key=jax.random.key(1))  # fmt: skip
@@ -239,24 +271,30 @@ def test_emulator_constraints_hold_for_any_weights(x64, cls):
     assert dt.dtype == t.dtype
 
 
-def test_ssm_emulator_gradient_matches_finite_differences(x64):
-    model = ConvectionSSM(16, 2, 8, dtype=jnp.float64, key=jax.random.key(2))
+@pytest.mark.parametrize("budget", [False, True])
+def test_ssm_emulator_gradient_matches_finite_differences(x64, budget):
+    model = ConvectionSSM(16, 2, 8, budget=budget, dtype=jnp.float64, key=jax.random.key(2))
     t, q, p, dp = _profile(299.0, 0.8, 1.0, 0.8, jnp.float64)
     weights = jnp.linspace(-1.0, 1.0, N)
 
-    def f(eps, params):
-        m = eqx.tree_at(lambda m: m.stack.decoder.bias, model, params)
+    def f(eps, w):
+        # a decoder weight: uniform shifts (the biases) are projected out by the constraint
+        m = eqx.tree_at(lambda m: m.stack.decoder.weight, model, w)
         h, mo = m.predict(t.at[3].add(eps), q, p, dp)
         return jnp.sum(weights * h) + jnp.sum(mo**2)
 
-    bias = model.stack.decoder.bias
-    g_eps, g_bias = jax.jit(jax.grad(f, argnums=(0, 1)))(0.0, bias)
+    w = model.stack.decoder.weight
+    g_eps, g_w = jax.jit(jax.grad(f, argnums=(0, 1)))(0.0, w)
     f = jax.jit(f)
     h = 1e-6
-    fd_eps = (f(h, bias) - f(-h, bias)) / (2 * h)
-    fd_bias = (f(0.0, bias.at[1].add(h)) - f(0.0, bias.at[1].add(-h))) / (2 * h)
-    np.testing.assert_allclose(g_eps, fd_eps, rtol=1e-5)
-    np.testing.assert_allclose(g_bias[1], fd_bias, rtol=1e-5)
+    fd_eps = (f(h, w) - f(-h, w)) / (2 * h)
+    # central differences carry ~1e-16 |f| / h of round-off
+    atol = 1e-9 * float(abs(f(0.0, w)))
+    np.testing.assert_allclose(g_eps, fd_eps, rtol=1e-5, atol=atol)
+    for row in range(w.shape[0]):
+        fd_w = (f(0.0, w.at[row, 3].add(h)) - f(0.0, w.at[row, 3].add(-h))) / (2 * h)
+        assert abs(fd_w) > 100 * atol  # the output channel matters
+        np.testing.assert_allclose(g_w[row, 3], fd_w, rtol=1e-5, atol=atol)
 
 
 def test_emulator_saves_trains_and_couples(tmp_path):
