@@ -250,6 +250,15 @@ def test_constraint_with_given_precip_and_profile(seed, precip, top):
         np.testing.assert_allclose(dm * profile[0], dm[0] * profile, atol=1e-12 * abs(float(dm[0])))
 
 
+def test_constraint_refuses_a_misshapen_profile_or_precip():
+    _, dp = pressure_levels(N)
+    h = m = jnp.zeros(N)
+    with pytest.raises(ValueError, match="profile should have the levels' shape"):
+        constrain_tendencies(h, m, dp, profile=jnp.ones(N - 1))
+    with pytest.raises(ValueError, match="precip should be one column's value"):
+        constrain_tendencies(h, m, dp, precip=jnp.ones(2))
+
+
 @pytest.mark.parametrize(
     "cls", [ConvectionSSM, ConvectionMLP, functools.partial(ConvectionSSM, budget=True)]
 )

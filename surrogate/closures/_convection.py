@@ -85,10 +85,16 @@ def constrain_tendencies(
     water budget of every column predicted dry, and training got stuck there); with it
     (mm/day, >= 0), the moistening is corrected to that P. Then the heating is corrected to
     the enthalpy constraint. Each correction is one shift spread over the column by
-    `profile` (weights >= 0, normalized here so that Σ w dp = 1; default uniform), as
+    `profile` (weights >= 0, not all zero, normalized here so that Σ w dp = 1; default
+    uniform), as
     Frierson's ΔT is spread over the convecting layer: tendencies that already satisfy the
     constraints pass nearly unchanged.
     """
+    if profile is not None and jnp.shape(profile) != jnp.shape(dp):
+        raise ValueError(f"profile should have the levels' shape {jnp.shape(dp)}, got "
+                         f"{jnp.shape(profile)}")  # fmt: skip
+    if precip is not None and jnp.ndim(precip) != 0:
+        raise ValueError(f"precip should be one column's value (a scalar), got {jnp.shape(precip)}")
     raw = -jnp.sum(moistening * dp) * 1e-3 / G  # mm/day
     if precip is None:
         precip = PRECIP_SOFTNESS * jax.nn.softplus(raw / PRECIP_SOFTNESS)
