@@ -24,9 +24,10 @@ import optax
 from _common import ROOT, emit, machine
 
 from surrogate import problems
-from surrogate.data import Normalizer, generate, read_dataset, write_dataset
+from surrogate.data import Normalizer, read_dataset, write_dataset
 from surrogate.evaluation import predict
 from surrogate.operators import FNO
+from surrogate.problems import generate
 from surrogate.training import fit, relative_l2, relative_l2_per_sample
 
 N_TRAIN, N_TEST = 1000, 200

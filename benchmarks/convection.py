@@ -6,7 +6,7 @@ Data: `surrogate generate convection` columns (40 levels, 1000-100 hPa, dt = 15 
 each column has its own SST, surface wind and large-scale cooling/moistening, is spun up
 1 day with the physical scheme, then 96 hourly states are stored with the scheme's heating,
 moistening and precipitation. Emulators, trained on (T, q) -> (heating, moistening) of the
-training columns (`surrogate.closures.fit_emulator`, Adam + cosine decay, MSE of the
+training columns (`surrogate.applications.lorenz96.fit_emulator`, Adam + cosine decay, MSE of the
 normalized targets), both with the by-construction constraints (derived precipitation
 P >= 0, column enthalpy conserved):
 
@@ -43,10 +43,16 @@ import numpy as np
 from _common import ROOT, emit, machine
 
 from surrogate import problems
-from surrogate.closures import ConvectionMLP, ConvectionSSM, fit_emulator, precipitation_mm_day
+from surrogate.applications.convection import (
+    ConvectionMLP,
+    ConvectionSSM,
+    fit_emulator,
+    precipitation_mm_day,
+)
 from surrogate.coupling import rollout
-from surrogate.data import generate, read_dataset, write_dataset
+from surrogate.data import read_dataset, write_dataset
 from surrogate.evaluation import r2_score
+from surrogate.problems import generate
 from surrogate.solvers.column import DAY, LV
 
 # `stride`: training states every `stride` hours (neighbouring hours are alike)

@@ -24,8 +24,9 @@ import jax
 from _common import emit, machine, median_time
 
 from surrogate import problems
-from surrogate.data import generate, write_dataset
+from surrogate.data import write_dataset
 from surrogate.hpc import dask_client, generate_sharded
+from surrogate.problems import generate
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ Models, all trained on the same `n_train` cases (+ `n_valid` for validation/sele
   mixing rate and completeness are MLP outputs; trained through the Kvaerno5 solve (float64)
   on the MSE of T / 1000 K, Adam with cosine decay;
 - KRR: RBF product kernel on (log-parameters, t), closed form, (l_z, l_t, lambda) chosen on
-  the validation cases (`surrogate.problems._ignition_baselines`);
+  the validation cases (`surrogate.applications.ignition`);
 - MLP: (log-parameters, t) -> T, 3 x 64 SiLU, Adam on the MSE of (T - 1000 K) / 1000 K.
 
 Test sets: `n_test` in-range cases and `n_test` out-of-range cases (`extrapolation`: one
@@ -38,13 +38,9 @@ import numpy as np
 import optax
 from _common import ROOT, emit, machine, median_time
 
-from surrogate.data import generate, read_dataset, write_dataset
-from surrogate.nde import PNODE
-from surrogate.problems._ignition_baselines import (
-    TrajectoryMLP,
-    log_features,
-    select_kernel_ridge,
-)
+from surrogate.applications.ignition import PNODE, TrajectoryMLP, log_features, select_kernel_ridge
+from surrogate.data import read_dataset, write_dataset
+from surrogate.problems import generate
 from surrogate.problems.ignition import Ignition, ignited
 from surrogate.training import fit
 

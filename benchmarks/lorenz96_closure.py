@@ -10,7 +10,7 @@ step, the update the tendency-difference target reproduces exactly). Closures:
 - polynomial: the cubic of Arnold et al. fitted by least squares (the baseline);
 - polynomial + AR(1): Arnold et al.'s additive AR(1) noise around it;
 - MLP local (X_k -> U_k), MLP stencil (X_{k-2..k+2} -> U_k), FNO over the ring: trained
-  offline on (X, U) pairs with `surrogate.closures.fit_closure` (Adam, cosine decay);
+  offline on (X, U) pairs with `surrogate.applications.lorenz96.fit_closure` (Adam, cosine decay);
 - MLP stencil + AR(1).
 
 Metrics: offline MSE / R² of U on held-out truth; ensemble-mean forecast RMSE at lead
@@ -36,7 +36,7 @@ import numpy as np
 from _common import ROOT, emit, machine, median_time
 
 from surrogate import problems
-from surrogate.closures import (
+from surrogate.applications.lorenz96 import (
     FNOClosure,
     LocalMLPClosure,
     autocorrelation,
@@ -51,7 +51,8 @@ from surrogate.closures import (
     offline_mse,
     offline_r2,
 )
-from surrogate.data import generate, read_dataset, write_dataset
+from surrogate.data import read_dataset, write_dataset
+from surrogate.problems import generate
 
 FULL = dict(n_train=16, train_times=4000, n_test=10, test_times=20001, epochs=30, cases=40)
 QUICK = dict(n_train=8, train_times=2000, n_test=10, test_times=4001, epochs=3, cases=10)

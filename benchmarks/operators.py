@@ -44,9 +44,10 @@ import optax
 from _common import ROOT, emit, machine
 
 from surrogate import problems
-from surrogate.data import Normalizer, generate, read_dataset, write_dataset
+from surrogate.data import Normalizer, read_dataset, write_dataset
 from surrogate.evaluation import predict
 from surrogate.operators import FNO, DeepONetOperator, MgNO
+from surrogate.problems import generate
 from surrogate.training import fit, relative_h1_per_sample, relative_l2, relative_l2_per_sample
 
 TEST_OFFSET = 100_000

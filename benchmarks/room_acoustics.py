@@ -27,8 +27,9 @@ import jax
 import jax.numpy as jnp
 from _common import emit, machine, median_time
 
-from surrogate.data import generate
-from surrogate.problems.room_acoustics import RoomAcoustics, train_surrogate
+from surrogate.applications.room_acoustics import train_surrogate
+from surrogate.problems import generate
+from surrogate.problems.room_acoustics import RoomAcoustics
 
 CASES = {
     "2d": dict(problem=dict(ndim=2, size_x=2.0, size_y=2.0), train=80, test=20),

@@ -17,10 +17,11 @@ from pathlib import Path
 import jax
 
 import surrogate
+from surrogate import train_from_config
 from surrogate._config import parse_config
-from surrogate.data import generate, problem_of_dataset, read_dataset, write_dataset
+from surrogate.data import read_dataset, write_dataset
 from surrogate.evaluation import evaluate, plot_predictions, write_metrics
-from surrogate.training import train_from_config
+from surrogate.problems import generate, problem_of_dataset
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from surrogate.data import generate
-from surrogate.nde import PNODE
+from surrogate.applications.ignition import PNODE
+from surrogate.problems import generate
 from surrogate.problems.ignition import Ignition
 from surrogate.solvers._mechanism import Mechanism
 from surrogate.training import fit

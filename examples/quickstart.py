@@ -4,8 +4,9 @@ import jax
 import optax
 
 import surrogate
-from surrogate.data import NormalizedModel, Normalizer, generate
+from surrogate.data import NormalizedModel, Normalizer
 from surrogate.operators import FNO
+from surrogate.problems import generate
 from surrogate.training import fit, relative_l2
 
 problem = surrogate.problems.get("burgers", resolution=128, viscosity=0.1)

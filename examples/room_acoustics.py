@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-from surrogate.data import generate
-from surrogate.problems.room_acoustics import RoomAcoustics, train_surrogate
+from surrogate.applications.room_acoustics import train_surrogate
+from surrogate.problems import generate
+from surrogate.problems.room_acoustics import RoomAcoustics
 from surrogate.solvers.acoustics import gaussian_pulse
 
 matplotlib.use("Agg")

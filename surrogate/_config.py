@@ -2,13 +2,19 @@
 
 ```toml
 [data]
-path = "demo/burgers.nc"   # one netCDF file of a problem, split into train/valid/test
+path = "demo/burgers.nc"   # any netCDF file (or .zarr store), split into train/valid/test
 n_train = 800
 n_valid = 100              # the rest (up to n_test) is the test set
 n_test = 100
+# for a file that surrogate did not write (or to choose other variables):
+# inputs = ["a"]           # variables stacked as input channels
+# targets = ["u"]          # variables stacked as output channels
+# sample_dim = "sample"    # only when the first dimension is not the sample axis
+# test_path = "test.nc"    # a held-out file instead of the last part of `path`
+# problem = "my_pkg.heat:Heat"  # a module:Class problem whose metrics to use
 
 [model]
-type = "fno"               # see surrogate.cli MODELS
+type = "fno"               # a name of `surrogate list`, or "package.module:Class"
 modes = [16]
 width = 64
 n_layers = 4
@@ -44,6 +50,11 @@ class DataConfig:
     n_train: int = 0  # 0: 80% of the file
     n_valid: int = 0  # 0: 10% of the file
     n_test: int = 0  # 0: the rest
+    inputs: list = dataclasses.field(default_factory=list)
+    targets: list = dataclasses.field(default_factory=list)
+    sample_dim: str = ""
+    test_path: str = ""
+    problem: str = ""
 
 
 @dataclasses.dataclass
@@ -84,11 +95,15 @@ def _section(cls, raw: dict, name: str):
         raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {sorted(fields)}")
     values = {}
     for k, v in raw.items():
-        kind = type(fields[k].default)
+        f = fields[k]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind = type(default)
         if kind is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if not isinstance(v, kind) or isinstance(v, bool) != (kind is bool):
             raise ValueError(f"[{name}] {k} should be {kind.__name__}, got {v!r}")
+        if kind is list and not all(isinstance(item, str) and item for item in v):
+            raise ValueError(f"[{name}] {k} should be a list of variable names, got {v!r}")
         values[k] = v
     return cls(**values)
 
@@ -114,6 +129,8 @@ def parse_config(raw: dict, source: str = "") -> Config:
     for k in ("n_train", "n_valid", "n_test"):
         if getattr(data, k) < 0:
             raise ValueError(f"[data] {k} must be >= 0")
+    if bool(data.inputs) != bool(data.targets):
+        raise ValueError("[data] needs both inputs and targets, or neither")
     return Config(data, model, training, output, source)
 
 

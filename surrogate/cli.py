@@ -51,7 +51,8 @@ def cmd_generate(args, extra) -> int:
     import numpy as np
 
     from . import problems
-    from .data import generate, write_dataset
+    from .data import write_dataset
+    from .problems import generate
 
     problem = problems.get(args.problem, **_parse_options(extra))
     if args.n < 1:
@@ -142,7 +143,7 @@ def cmd_merge(args, extra) -> int:
 
 def cmd_export(args, extra) -> int:
     from . import load
-    from .coupling import build_c_library, export_model
+    from .export import build_c_library, export_model
 
     try:
         shape = tuple(int(v) for v in args.input_shape.split(","))
@@ -164,7 +165,8 @@ def cmd_export(args, extra) -> int:
 
 def cmd_train(args, extra) -> int:
     from ._config import load_config
-    from .training import TrainingDiverged, train_from_config
+    from ._train import train_from_config
+    from .training import TrainingDiverged
 
     if extra:
         raise ValueError(f"unexpected argument(s) {extra}")
@@ -185,11 +187,12 @@ def cmd_train(args, extra) -> int:
 
 def cmd_evaluate(args, extra) -> int:
     import jax
+    import numpy as np
 
     from . import load
-    from ._serialization import needs_x64
-    from .data import problem_of_dataset, read_dataset
-    from .evaluation import evaluate, plot_predictions, write_metrics
+    from ._serialization import needs_x64, read_header
+    from .data import read_dataset
+    from .evaluation import evaluate_dataset, model_layout, plot_predictions, write_metrics
 
     if extra:
         raise ValueError(f"unexpected argument(s) {extra}")
@@ -198,38 +201,45 @@ def cmd_evaluate(args, extra) -> int:
             return cmd_evaluate(args, extra)
     model = load(args.model)
     ds = read_dataset(args.data)
-    problem = problem_of_dataset(ds)
-    metrics, pred, true = evaluate(model, problem, ds)
+    layout = model_layout(read_header(args.model), ds)
+    metrics, pred, data = evaluate_dataset(model, ds, layout)
     width = max(len(k) for k in metrics)
-    print(f"{problem.name}: {pred.shape[0]} samples")
+    what = ds.attrs.get("problem", ", ".join(layout.targets))
+    grid = "x".join(str(n) for n in data.y.shape[2:]) or "scalar"
+    print(f"{what}: {pred.shape[0]} samples, targets {', '.join(layout.targets)} on {grid}")
     for k, v in metrics.items():
         print(f"  {k:<{width}}  {v:.6g}")
     if args.json:
         write_metrics(args.json, metrics)
         print(f"metrics: {args.json}")
     if args.plot:
-        data = problem.from_dataset(ds)
-        x_in = problem.model_input(data)
-        coord = ds[list(problem.variables()[problem.model_targets[0]].dims)[-1]].values
-        plot_predictions(args.plot, coord, x_in, pred, true, title=f"{problem.name}: {args.model}")
+        dim = layout.target_dims[-1] if layout.target_dims else None
+        coord = data.coords.get(dim) if dim else None
+        coord = np.arange(data.y.shape[-1]) if coord is None else coord
+        plot_predictions(args.plot, coord, data.x, pred, data.y, title=f"{what}: {args.model}")
         print(f"plot: {args.plot}")
     return 0
 
 
 def cmd_list(args, extra) -> int:
     from . import problems
+    from ._models import model_class, model_names
     from .problems import option_types, problem_class
-    from .training._run import model_table
 
     print("problems:")
     for name in problems.available():
-        cls = problem_class(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        try:
+            cls = problem_class(name)
+        except ValueError as e:  # a broken plugin is listed with its error
+            print(f"  {name:<16} ({e})")
+            continue
+        doc = ((cls.__doc__ or "").strip().splitlines() or [""])[0]
         opts = ", ".join(option_types(cls))
         print(f"  {name:<16} {doc}\n  {'':<16} options: {opts}")
     print("models:")
-    for name, cls in sorted(model_table().items()):
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
+    for name in model_names():
+        cls = model_class(name)
+        doc = ((cls.__doc__ or "").strip().splitlines() or [""])[0]
         print(f"  {name:<16} {doc}")
     return 0
 
@@ -243,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extra --name value pairs are the problem's options.",
         allow_abbrev=False,
     )
-    g.add_argument("problem")
+    g.add_argument("problem", help="a name of `surrogate list`, or package.module:Class")
     g.add_argument("--n", type=int, required=True, help="number of samples")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="netCDF file to write")

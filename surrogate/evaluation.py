@@ -9,17 +9,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 from jaxtyping import Array
 
-from .training._losses import relative_l2_per_sample as relative_l2_per_sample
-from .training._losses import relative_lp_per_sample as relative_lp_per_sample
-
-
-def r2_score(pred: Array, true: Array, axis=None) -> Array:
-    """Coefficient of determination 1 − SS_res / SS_tot (over `axis`, default all)."""
-    ss_res = jnp.sum((true - pred) ** 2, axis=axis)
-    ss_tot = jnp.sum((true - jnp.mean(true, axis=axis, keepdims=True)) ** 2, axis=axis)
-    return 1.0 - ss_res / ss_tot
+from .data import Layout, Pairs, pairs
+from .metrics import field_metrics
+from .metrics import r2_score as r2_score  # re-exported for code written against 0.1
 
 
 @eqx.filter_jit
@@ -61,6 +56,60 @@ def evaluate(model, problem, ds) -> tuple[dict[str, float], np.ndarray, np.ndarr
             f"model output shape {pred.shape[1:]} differs from the targets' {y.shape[1:]}"
         )
     return problem.metrics(jnp.asarray(pred), jnp.asarray(y)), pred, y
+
+
+def dataset_problem(ds: xr.Dataset, name: str = ""):
+    """The problem of `ds` when one can be found without importing what the file names
+    (built-in, plugin, imported module, or named by the user), else None."""
+    from .problems import problem_of_dataset
+
+    if not name and "problem" not in ds.attrs:
+        return None
+    try:
+        return problem_of_dataset(ds, name=name or None)
+    except ValueError:
+        if name:
+            raise
+        return None
+
+
+def score(problem, pred: np.ndarray, data: Pairs) -> dict[str, float]:
+    """The problem's metrics, or for own data relative L2, RMSE, max error and (regular
+    grids) relative H1."""
+    if problem is not None and tuple(data.layout.targets) == tuple(problem.model_targets):
+        return problem.metrics(jnp.asarray(pred), jnp.asarray(data.y))
+    return field_metrics(jnp.asarray(pred), jnp.asarray(data.y), h1=data.regular_grid())
+
+
+def model_layout(header: dict, ds: xr.Dataset) -> Layout:
+    """The layout a model file records; files of 0.1 record only their problem."""
+    if "data" in header and isinstance(header["data"], dict) and "inputs" in header["data"]:
+        return Layout.from_json(header["data"])
+    problem = dataset_problem(ds)
+    if problem is None:
+        raise ValueError(
+            "the model file records neither its variables nor a problem, and the dataset "
+            "names no problem"
+        )
+    p = pairs(ds, problem.model_inputs, problem.model_targets)
+    return p.layout
+
+
+def evaluate_dataset(model, ds: xr.Dataset, layout: Layout) -> tuple[dict, np.ndarray, Pairs]:
+    """Metrics of `model` on `ds`, whose variables must be those of `layout` (the model's);
+    also the predictions and the pairs."""
+    data = pairs(ds, layout=layout)
+    model_in = getattr(model, "input_norm", None)
+    if model_in is not None and data.x.shape[1] != model_in.channels:
+        raise ValueError(
+            f"model takes {model_in.channels} input channel(s); dataset gives {data.x.shape[1]}"
+        )
+    pred = predict(model, data.x)
+    if pred.shape != data.y.shape:
+        raise ValueError(
+            f"model output shape {pred.shape[1:]} differs from the targets' {data.y.shape[1:]}"
+        )
+    return score(dataset_problem(ds), pred, data), pred, data
 
 
 def write_metrics(path: str | Path, metrics: dict) -> Path:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import surrogate
 from surrogate import problems
-from surrogate.closures import (
+from surrogate.applications.convection import (
     ConvectionMLP,
     ConvectionSSM,
     constrain_tendencies,
@@ -166,7 +166,8 @@ def test_column_rejects_a_wrong_state():
 
 
 def test_problem_dataset_round_trip_and_targets(tmp_path):
-    from surrogate.data import generate, read_dataset, write_dataset
+    from surrogate.data import read_dataset, write_dataset
+    from surrogate.problems import generate
 
     problem = problems.get(
         "convection", n_levels="30", spin_up="3600", save_interval="1800", n_times="3"
@@ -345,7 +346,7 @@ def test_parcel_input_channels_follow_the_scheme_trigger(x64):
     """The parcel channels of the emulators' inputs: buoyancy T_p − T is 0 on a column
     that is the parcel's own profile and shifts by −ΔT where T is warmed by ΔT, the
     saturation deficit is q_s(T_p) − q, and the above-LCL flag switches at the LCL."""
-    from surrogate.closures._convection import N_INPUTS, _inputs
+    from surrogate.applications.convection._emulators import N_INPUTS, _inputs
     from surrogate.solvers.column import lifting_condensation_level
 
     _, q, p, _ = _profile(300.0, 0.8, 0.0, 1.0, jnp.float64)

@@ -8,13 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from surrogate import problems
-from surrogate.data import (
-    Normalizer,
-    generate,
-    problem_of_dataset,
-    read_dataset,
-    write_dataset,
-)
+from surrogate.data import Normalizer, read_dataset, write_dataset
+from surrogate.problems import generate, problem_of_dataset
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
 

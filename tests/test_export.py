@@ -13,8 +13,8 @@ import pytest
 
 import surrogate
 from surrogate.cli import main
-from surrogate.coupling import export_model, load_export
 from surrogate.data import NormalizedModel, Normalizer
+from surrogate.export import export_model, load_export
 from surrogate.operators import FNO
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "hpc"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from surrogate.nde import PNODE
+from surrogate._serialization import build, describe
+from surrogate.applications.ignition import PNODE, KernelRidge, TrajectoryMLP
 from surrogate.problems import get
-from surrogate.problems._ignition_baselines import KernelRidge, TrajectoryMLP
 from surrogate.problems.ignition import NAMES, Ignition, ignition_metrics
 from surrogate.solvers._mechanism import load_mechanism, species_enthalpy
 
@@ -203,7 +203,7 @@ def test_trajectory_mlp_shape_and_config():
     # the MLP at time t_i is the same network applied to (x, t_i / t_end)
     direct = net.mlp(jnp.concatenate([jnp.ones(7), jnp.array([0.3])]))
     np.testing.assert_allclose(net(jnp.ones(7))[0, 3], direct[0], rtol=1e-6)
-    assert TrajectoryMLP(**net.config(), key=jax.random.key(1))(jnp.ones(7)).shape == (1, 11)
+    assert build(describe(net))(jnp.ones(7)).shape == (1, 11)
 
 
 def test_metrics_on_a_constructed_case(x64):
@@ -231,7 +231,7 @@ def test_metrics_on_a_constructed_case(x64):
 
 
 def test_names_are_the_pnode_order():
-    from surrogate.nde._pnode import DEFAULT_RANGES, PARAMETER_NAMES
+    from surrogate.applications.ignition import DEFAULT_RANGES, PARAMETER_NAMES
 
     assert NAMES == PARAMETER_NAMES
     lo, hi = Ignition().ranges()
@@ -239,13 +239,13 @@ def test_names_are_the_pnode_order():
 
 
 def test_pnode_save_load_round_trip(x64, tmp_path):
-    """The .eqx file rebuilds the model from config() and restores every leaf (float64)."""
+    """The .eqx file rebuilds the model from its recorded arguments and every leaf (float64)."""
     import surrogate
 
     model = _random_pnode(jax.random.key(2), mechanism="h2o2", width=8)
     path = surrogate.save(tmp_path / "pnode.eqx", model)
     back = surrogate.load(path)
-    assert back.config() == model.config()
+    assert describe(back) == describe(model)
     leaves = [jax.tree.leaves(eqx.filter(m, eqx.is_array)) for m in (back, model)]
     for a, b in zip(*leaves, strict=True):
         assert a.dtype == jnp.float64

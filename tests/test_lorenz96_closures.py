@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 import surrogate
 from surrogate import problems
-from surrogate.cli import main
-from surrogate.closures import (
+from surrogate.applications.lorenz96 import (
     AR1Closure,
     FNOClosure,
     LocalMLPClosure,
@@ -34,8 +33,10 @@ from surrogate.closures import (
     offline_r2,
     with_normalizers,
 )
+from surrogate.cli import main
 from surrogate.coupling import rollout
-from surrogate.data import problem_of_dataset, read_dataset
+from surrogate.data import read_dataset
+from surrogate.problems import problem_of_dataset
 from surrogate.solvers.lorenz96 import Lorenz96OneLevel, Lorenz96TwoScale
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from surrogate import problems
-from surrogate.data import generate, problem_of_dataset
+from surrogate.problems import generate, problem_of_dataset
 from surrogate.solvers.darcy import DarcySolver, subsample_vertex
 
 

@@ -199,11 +199,12 @@ def test_config_accepts_h1_loss():
 
 def test_train_from_config_with_h1_loss_minimises_relative_h1(tmp_path):
     # the validation loss the run records is the relative H1 error of the saved model
-    from surrogate import load, problems
+    from surrogate import load, problems, train_from_config
     from surrogate._config import Config, DataConfig, OutputConfig, TrainingConfig
-    from surrogate.data import generate, write_dataset
+    from surrogate.data import write_dataset
     from surrogate.evaluation import predict
-    from surrogate.training import relative_l2, train_from_config
+    from surrogate.problems import generate
+    from surrogate.training import relative_l2
 
     path = tmp_path / "b.nc"
     p = problems.get("burgers", resolution=32, viscosity=0.1)

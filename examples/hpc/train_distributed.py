@@ -34,8 +34,9 @@ def main() -> None:
     import optax
 
     import surrogate
-    from surrogate.data import NormalizedModel, Normalizer, problem_of_dataset, read_dataset
+    from surrogate.data import NormalizedModel, Normalizer, read_dataset
     from surrogate.operators import FNO
+    from surrogate.problems import problem_of_dataset
     from surrogate.training import relative_l2
 
     ds = read_dataset(args.data)

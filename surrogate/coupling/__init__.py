@@ -1,9 +1,7 @@
 """Coupling learned closures back into simulators: the `Parameterization` contract and
-online rollouts that report when a coupled run went unstable."""
+online rollouts that report when a coupled run went unstable. Export for C/Fortran hosts
+is `surrogate.export`."""
 
-from ._export import build_c_library as build_c_library
-from ._export import export_model as export_model
-from ._export import load_export as load_export
 from ._parameterization import AbstractParameterization as AbstractParameterization
 from ._parameterization import Parameterization as Parameterization
 from ._parameterization import ZeroParameterization as ZeroParameterization

@@ -12,7 +12,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._serialization import savable
 
+
+@savable
 class Normalizer(eqx.Module):
     """(x − mean) / std per channel of a `(channels, *grid)` field."""
 
@@ -44,9 +47,6 @@ class Normalizer(eqx.Module):
         std = jnp.std(data, axis=axes) + eps
         return cls(data.shape[1], mean, std, dtype=data.dtype)
 
-    def config(self) -> dict:
-        return {"channels": self.channels}
-
     def _shape(self, v, ndim):
         # statistics of the data, never trained: a normalizer inside a trained module
         # (e.g. a closure) gets zero gradients, so Adam leaves it as fitted
@@ -59,6 +59,7 @@ class Normalizer(eqx.Module):
         return x * self._shape(self.std, x.ndim) + self._shape(self.mean, x.ndim)
 
 
+@savable
 class NormalizedModel(eqx.Module):
     """A model with its input and output normalizers: physical units in and out."""
 
@@ -76,9 +77,6 @@ class NormalizedModel(eqx.Module):
     ):
         del key
         self.model, self.input_norm, self.output_norm = model, input_norm, output_norm
-
-    def config(self) -> dict:
-        return {"model": self.model, "input_norm": self.input_norm, "output_norm": self.output_norm}
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
         return self.output_norm.decode(self.model(self.input_norm.encode(x)))

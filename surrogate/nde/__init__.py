@@ -13,5 +13,4 @@ from ._losses import time_windows as time_windows
 from ._losses import trajectory_loss as trajectory_loss
 from ._ode import MLPField as MLPField
 from ._ode import NeuralODE as NeuralODE
-from ._pnode import PNODE as PNODE
 from ._sde import NeuralSDE as NeuralSDE

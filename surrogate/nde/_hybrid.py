@@ -25,11 +25,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._serialization import savable
+
 
 def _known(x: Array) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+@savable
 class PhysicalParameters(eqx.Module):
     """Named learnable constants; those listed in `positive` are stored as log values.
 
@@ -63,10 +66,15 @@ class PhysicalParameters(eqx.Module):
             raw[name] = value
         self.raw, self.positive = raw, positive
 
+    @property
+    def values(self) -> dict[str, Array]:
+        return self()
+
     def __call__(self, args: Any = None) -> dict[str, Array]:
         return {n: jnp.exp(v) if n in self.positive else v for n, v in self.raw.items()}
 
 
+@savable
 class ConditionedParameters(eqx.Module):
     """θ(c) from a network g of a conditioning vector c:
 
@@ -79,7 +87,7 @@ class ConditionedParameters(eqx.Module):
 
     network: Callable
     names: tuple[str, ...] = eqx.field(static=True)
-    reference: tuple[float, ...] = eqx.field(static=True)
+    reference_values: tuple[float, ...] = eqx.field(static=True)
     positive: tuple[str, ...] = eqx.field(static=True)
     condition_key: str | None = eqx.field(static=True)
 
@@ -103,8 +111,12 @@ class ConditionedParameters(eqx.Module):
                     f"reference of positive parameter {n!r} must be > 0, got {reference[n]}"
                 )
         self.network, self.names = network, names
-        self.reference = tuple(float(reference[n]) for n in names)
+        self.reference_values = tuple(float(reference[n]) for n in names)
         self.positive, self.condition_key = tuple(positive), condition_key
+
+    @property
+    def reference(self) -> dict[str, float]:
+        return dict(zip(self.names, self.reference_values, strict=True))
 
     def __call__(self, args: Any) -> dict[str, Array]:
         c = args if self.condition_key is None else args[self.condition_key]
@@ -119,10 +131,11 @@ class ConditionedParameters(eqx.Module):
             )
         return {
             n: ref * jnp.exp(g[i]) if n in self.positive else ref + g[i]
-            for i, (n, ref) in enumerate(zip(self.names, self.reference, strict=True))
+            for i, (n, ref) in enumerate(zip(self.names, self.reference_values, strict=True))
         }
 
 
+@savable
 class HybridField(eqx.Module):
     """f(t, y, args) = physics(t, y, args, parameters(args)) + network(t, y, args).
 

@@ -22,7 +22,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._serialization import savable
 
+
+@savable
 class MLPField(eqx.Module):
     """An MLP vector field f(t, y) = W_L σ(… σ(W_1 y + b_1) …) + b_L on the last axis of y.
 
@@ -70,6 +73,20 @@ class MLPField(eqx.Module):
         self.time_dependent = time_dependent
         self.activation = activation
 
+    # the constructor's sizes, read back from the weights (for `surrogate.save`); zero_last
+    # only chose initial values, which a loaded file replaces
+    @property
+    def width(self) -> int:
+        return int(self.weights[0].shape[0]) if len(self.weights) > 1 else 1
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights) - 1
+
+    @property
+    def zero_last(self) -> bool:
+        return False
+
     def __call__(
         self, t: ArrayLike, y: Float[Array, "*batch state"], args: Any = None
     ) -> Float[Array, "*batch state"]:
@@ -90,6 +107,7 @@ class MLPField(eqx.Module):
         return h
 
 
+@savable
 class NeuralODE(eqx.Module):
     """Solve dy/dt = field(t, y, args) from `y0` at `ts[0]` and return y at every time in `ts`.
 
@@ -145,6 +163,14 @@ class NeuralODE(eqx.Module):
         self.dt0 = None if dt0 is None else float(dt0)
         self.max_steps = int(max_steps)
         check_solver_settings(self.solver, self.stepsize_controller, self.adjoint, dt0, max_steps)
+
+    @property
+    def rtol(self) -> None:  # carried by stepsize_controller
+        return None
+
+    @property
+    def atol(self) -> None:
+        return None
 
     def solve(
         self, ts: Float[Array, " times"], y0: Float[Array, "*state"], args: Any = None

@@ -24,6 +24,7 @@ import jax
 import lineax as lx
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._serialization import savable
 from ._ode import check_solver_settings, check_state, check_times, raise_on_failure
 
 _INTERPRETATIONS = {
@@ -43,6 +44,7 @@ class _DiagonalDiffusion(eqx.Module):
         return lx.DiagonalLinearOperator(self.diffusion(t, y, args))
 
 
+@savable
 class NeuralSDE(eqx.Module):
     """dy = drift(t, y, args) dt + diffusion(t, y, args) dW, Itô or Stratonovich.
 
@@ -69,6 +71,7 @@ class NeuralSDE(eqx.Module):
     dt0: float | None = eqx.field(static=True)
     brownian_tol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    additive: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -123,6 +126,7 @@ class NeuralSDE(eqx.Module):
         self.interpretation, self.noise, self.noise_size = interpretation, noise, noise_size
         self.dt0 = None if dt0 is None else float(dt0)
         self.brownian_tol, self.max_steps = float(brownian_tol), int(max_steps)
+        self.additive = bool(additive)
 
     def __call__(
         self,

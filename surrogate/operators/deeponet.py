@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._serialization import savable
 from ._features import fourier_features
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
@@ -42,6 +43,7 @@ def _activation(activation: str | Callable[[Array], Array]) -> Callable[[Array],
     return ACTIVATIONS[activation]
 
 
+@savable
 class DeepONet(eqx.Module):
     """`model(u, coords) -> (n_out, n_points)` for ONE input function `u` (vmap outside).
 
@@ -71,6 +73,13 @@ class DeepONet(eqx.Module):
     n_out: int = eqx.field(static=True)
     p: int = eqx.field(static=True)
     split_trunk: bool = eqx.field(static=True)
+    branch_width: int = eqx.field(static=True)
+    branch_depth: int = eqx.field(static=True)
+    trunk_width: int = eqx.field(static=True)
+    trunk_depth: int = eqx.field(static=True)
+    activation: str | Callable[[Array], Array] = eqx.field(static=True)
+    fourier_features: int = eqx.field(static=True)
+    fourier_scale: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -114,6 +123,10 @@ class DeepONet(eqx.Module):
         )
         self.n_sensors, self.coord_dim, self.n_out, self.p = n_sensors, coord_dim, n_out, p
         self.split_trunk = split_trunk
+        self.branch_width, self.branch_depth = branch_width, branch_depth
+        self.trunk_width, self.trunk_depth = trunk_width, trunk_depth
+        self.activation = activation
+        self.fourier_features, self.fourier_scale = fourier_features, float(fourier_scale)
 
     def _check(self, u: Array, coords: Array, per_point: bool = False) -> None:
         if per_point and u.ndim == 2:
@@ -196,6 +209,7 @@ def resample(x: Float[Array, " c *grid"], shape: tuple[int, ...], periodic: bool
     return jax.vmap(one)(x)
 
 
+@savable
 class DeepONetOperator(eqx.Module):
     """A DeepONet used as an operator `(in_channels, *grid) -> (out_channels, *grid)`.
 
@@ -208,8 +222,9 @@ class DeepONetOperator(eqx.Module):
     deeponet: DeepONet
     in_channels: int = eqx.field(static=True)
     sensor_shape: tuple[int, ...] = eqx.field(static=True)
+    out_channels: int = eqx.field(static=True)
     periodic: bool = eqx.field(static=True)
-    options: tuple[tuple[str, object], ...] = eqx.field(static=True)
+    deeponet_options: tuple[tuple[str, object], ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -235,16 +250,8 @@ class DeepONetOperator(eqx.Module):
             **deeponet_options,
         )
         self.in_channels, self.sensor_shape, self.periodic = in_channels, sensor_shape, periodic
-        self.options = tuple(sorted(dict(deeponet_options, out_channels=out_channels).items()))
-
-    def config(self) -> dict:
-        """Constructor arguments, for `surrogate.save` (a string `activation` only)."""
-        return dict(
-            self.options,
-            in_channels=self.in_channels,
-            sensor_shape=list(self.sensor_shape),
-            periodic=self.periodic,
-        )
+        self.out_channels = out_channels
+        self.deeponet_options = tuple(sorted(deeponet_options.items()))
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
         d = len(self.sensor_shape)

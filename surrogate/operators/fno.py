@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._serialization import savable
 from ._pointwise import ChannelMLP, PointwiseLinear
 from ._spectral import SpectralConv
 
@@ -52,6 +53,7 @@ class FNOBlock(eqx.Module):
         return self.spectral(x) + bias + self.skip(x)
 
 
+@savable
 class FNO(eqx.Module):
     """Fourier neural operator mapping `(in_channels, *grid)` to `(out_channels, *grid)`.
 
@@ -116,21 +118,6 @@ class FNO(eqx.Module):
         self.modes, self.width, self.n_layers = modes, width, n_layers
         self.lifting_ratio, self.projection_ratio = lifting_ratio, projection_ratio
         self.grid, self.padding, self.transform = grid, padding, transform
-
-    def config(self) -> dict:
-        """Constructor arguments, for `surrogate.save`."""
-        return dict(
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            modes=list(self.modes),
-            width=self.width,
-            n_layers=self.n_layers,
-            lifting_ratio=self.lifting_ratio,
-            projection_ratio=self.projection_ratio,
-            grid=self.grid,
-            padding=self.padding,
-            transform=self.transform,
-        )
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
         d = len(self.modes)

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._serialization import savable
 from ._multigrid import (
     check_grid,
     check_padding,
@@ -153,6 +154,7 @@ class MgNOLayer(eqx.Module):
         return jax.nn.gelu(self.mgconv(u) + self.mix(u), approximate=False)
 
 
+@savable
 class MgNO(eqx.Module):
     """MgNO operator `(in_channels, *grid) -> (out_channels, *grid)` for ONE sample.
 
@@ -172,7 +174,12 @@ class MgNO(eqx.Module):
     out_channels: int = eqx.field(static=True)
     ndim: int = eqx.field(static=True)
     levels: int = eqx.field(static=True)
-    options: tuple[tuple[str, object], ...] = eqx.field(static=True)
+    width: int = eqx.field(static=True)
+    depth: int = eqx.field(static=True)
+    smoothing: int = eqx.field(static=True)
+    post_smoothing: int = eqx.field(static=True)
+    padding: str = eqx.field(static=True)
+    coarse_guess: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -212,11 +219,9 @@ class MgNO(eqx.Module):
         self.project = PointwiseLinear(width, out_channels, dtype=dtype, key=k_out)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.ndim, self.levels = ndim, levels
-        self.options = tuple(sorted(dict(options, width=width, depth=depth).items()))
-
-    def config(self) -> dict:
-        """Constructor arguments, for `surrogate.save`."""
-        return dict(self.options, in_channels=self.in_channels, out_channels=self.out_channels)
+        self.width, self.depth = width, depth
+        self.smoothing, self.post_smoothing = smoothing, post_smoothing
+        self.padding, self.coarse_guess = padding, coarse_guess
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
         _check_field(x, self.in_channels, self.ndim, self.levels, "MgNO")

@@ -8,6 +8,7 @@ datasets the same way.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from .._version import __version__
+from ..metrics import field_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,32 +49,57 @@ class Coordinate:
 class Problem(eqx.Module):
     """Abstract base of every problem. Fields of a subclass are its options.
 
-    Subclasses implement `sample_input`, `solve`, `coords`, `variables`, `metrics`, and say
-    which variables a surrogate maps from and to (`model_inputs`, `model_targets`).
+    A subclass implements `sample_input`, `solve`, `coords` and `variables` (instantiating
+    one that misses any says which), and declares as class variables its `name` and which
+    variables a surrogate maps from and to (`model_inputs`, `model_targets`). `metrics`
+    defaults to relative L2, RMSE and max error; `needs_x64 = True` makes `generate` solve
+    in float64 (stiff solvers).
+
+        class Heat(Problem):
+            diffusivity: float = 0.01
+            name: ClassVar[str] = "heat"
+            model_inputs: ClassVar[tuple[str, ...]] = ("u0",)
+            model_targets: ClassVar[tuple[str, ...]] = ("u",)
+            def sample_input(self, key): ...
+            def solve(self, inputs): ...
+            def coords(self): ...
+            def variables(self): ...
     """
 
     name: ClassVar[str]
     model_inputs: ClassVar[tuple[str, ...]]
     model_targets: ClassVar[tuple[str, ...]]
+    needs_x64: ClassVar[bool] = False
+
+    def __check_init__(self):
+        cls = type(self)
+        missing = [n for n in ("name", "model_inputs", "model_targets") if not hasattr(cls, n)]
+        if missing:
+            raise TypeError(
+                f"problem {cls.__name__} does not declare {', '.join(missing)} "
+                "(class variables: a name, and the variables a surrogate maps from and to)"
+            )
 
     # ---- to implement -------------------------------------------------------------
+    @abc.abstractmethod
     def sample_input(self, key: PRNGKeyArray) -> dict[str, Array]:
         """One sample's inputs (parameters, initial condition, forcing)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def solve(self, inputs: Mapping[str, Array]) -> dict[str, Array]:
         """The reference solution for ONE sample; jittable and vmappable."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def coords(self) -> dict[str, Coordinate]:
-        raise NotImplementedError
+        """Coordinates of the dataset's grid dimensions, with units."""
 
+    @abc.abstractmethod
     def variables(self) -> dict[str, Variable]:
-        raise NotImplementedError
+        """Every dataset variable: dimensions after `sample`, units, long name, role."""
 
     def metrics(self, pred: Array, true: Array) -> dict[str, float]:
         """The field's metrics for a batch of predictions of `model_targets`."""
-        raise NotImplementedError
+        return field_metrics(pred, true)
 
     def store_inputs(self, inputs: Mapping[str, Array]) -> dict[str, Array]:
         """Inputs as the dataset stores them (e.g. a fine initial condition subsampled to
@@ -111,12 +138,12 @@ class Problem(eqx.Module):
         return _stack(data, self.model_targets, self.variables())
 
     def to_dataset(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any], *, seed=None):
-        from ..data import problem_to_dataset
+        from ._dataset import problem_to_dataset
 
         return problem_to_dataset(self, inputs, outputs, seed=seed)
 
     def from_dataset(self, ds) -> dict[str, Array]:
-        from ..data import problem_from_dataset
+        from ._dataset import problem_from_dataset
 
         return problem_from_dataset(self, ds)
 
@@ -125,6 +152,7 @@ class Problem(eqx.Module):
         attrs: dict[str, Any] = {
             "Conventions": "CF-1.10",
             "problem": self.name,
+            "problem_class": f"{type(self).__module__}:{type(self).__qualname__}",
             "surrogate_version": __version__,
         }
         for k, v in self.options().items():

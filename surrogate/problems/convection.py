@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from ..evaluation import r2_score
+from ..metrics import r2_score
 from ..solvers.column import DAY, Column, betts_miller, pressure_levels
 from ._base import Coordinate, Problem, Variable
 

@@ -13,9 +13,9 @@ from typing import ClassVar
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from ..metrics import field_metrics
 from ..solvers.darcy import DarcySolver, darcy_coefficient, subsample_vertex
 from ._base import Coordinate, Problem, Variable
-from ._metrics import field_metrics
 
 
 class Darcy(Problem):

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from ..evaluation import r2_score
+from ..metrics import r2_score
 from ..solvers.lorenz96 import _CONFIGS, Lorenz96OneLevel, Lorenz96TwoScale
 from ._base import Coordinate, Problem, Variable
 

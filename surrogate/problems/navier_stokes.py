@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from ..metrics import field_metrics
 from ..solvers.navier_stokes import NavierStokesSolver, initial_vorticity
 from ._base import Coordinate, Problem, Variable
-from ._metrics import field_metrics
 
 
 class NavierStokes(Problem):

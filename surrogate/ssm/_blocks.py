@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
+from .._serialization import savable
 from ._layer import BidirectionalSSM, DiagonalSSM
 
 MIXINGS = ("glu", "linear")
@@ -30,6 +31,7 @@ def _per_step(f, x: Array) -> Array:
     return f(x) if x.ndim == 1 else jax.vmap(f)(x)
 
 
+@savable
 class SSMBlock(eqx.Module):
     """SSM layer, GELU, GLU or linear channel mixing, residual connection and LayerNorm."""
 
@@ -38,6 +40,11 @@ class SSMBlock(eqx.Module):
     norm: eqx.nn.LayerNorm
     mixing: str = eqx.field(static=True)
     prenorm: bool = eqx.field(static=True)
+    channels: int = eqx.field(static=True)
+    state_size: int = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+    merge: str = eqx.field(static=True)
+    ssm_kwargs: tuple[tuple[str, object], ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -68,6 +75,9 @@ class SSMBlock(eqx.Module):
         self.norm = eqx.nn.LayerNorm(channels, dtype=dtype)
         self.mixing = mixing
         self.prenorm = prenorm
+        self.channels, self.state_size = channels, state_size
+        self.bidirectional, self.merge = bidirectional, merge
+        self.ssm_kwargs = tuple(sorted(ssm_kwargs.items()))
 
     def _pointwise(self, z: Float[Array, "... width"]) -> Float[Array, "... channels"]:
         z = jax.nn.gelu(z)
@@ -104,6 +114,7 @@ class SSMBlock(eqx.Module):
         return state, x_t if self.prenorm else self._norm(x_t)
 
 
+@savable
 class SSMStack(eqx.Module):
     """Encoder, `depth` SSM blocks and decoder: an S4D-style deep sequence model.
 
@@ -123,6 +134,14 @@ class SSMStack(eqx.Module):
     decoder: eqx.nn.Linear
     in_features: int = eqx.field(static=True)
     pooling: str = eqx.field(static=True)
+    out_features: int = eqx.field(static=True)
+    width: int = eqx.field(static=True)
+    depth: int = eqx.field(static=True)
+    state_size: int = eqx.field(static=True)
+    mixing: str = eqx.field(static=True)
+    prenorm: bool = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+    ssm_kwargs: tuple[tuple[str, object], ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -163,6 +182,10 @@ class SSMStack(eqx.Module):
         self.decoder = eqx.nn.Linear(width, out_features, dtype=dtype, key=k_dec)
         self.in_features = in_features
         self.pooling = pooling
+        self.out_features, self.width, self.depth = out_features, width, depth
+        self.state_size, self.mixing, self.prenorm = state_size, mixing, prenorm
+        self.bidirectional = bidirectional
+        self.ssm_kwargs = tuple(sorted(ssm_kwargs.items()))
 
     def _encode(self, u: Array) -> Array:
         return _per_step(self.encoder, u)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
+from .._serialization import savable
 from ._discretize import DISCRETIZATIONS, DiscreteSSM, discretize
 from ._init import INITS, DiagonalInit, log_uniform_dt
 from ._kernels import KERNELS, ssm_assoc, ssm_fft, ssm_scan, ssm_step
@@ -54,6 +55,7 @@ def _pair(z: Complex[Array, "..."]) -> Float[Array, "... 2"]:
     return jnp.stack([jnp.real(z), jnp.imag(z)], axis=-1)
 
 
+@savable
 class DiagonalSSM(eqx.Module):
     """H independent diagonal state-space models (S4D, Gu et al. 2022; DSS, Gupta et al. 2022).
 
@@ -87,6 +89,9 @@ class DiagonalSSM(eqx.Module):
     discretization: str = eqx.field(static=True)
     kernel: str = eqx.field(static=True)
     chunk: int = eqx.field(static=True)
+    init: str | Callable[..., DiagonalInit] = eqx.field(static=True)
+    dt_min: float = eqx.field(static=True)
+    dt_max: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -115,10 +120,14 @@ class DiagonalSSM(eqx.Module):
         if isinstance(init, str):
             if init not in INITS:
                 raise ValueError(f"init must be one of {tuple(INITS)} or a function, got {init!r}")
-            init = INITS[init]
+            init_fn = INITS[init]
+        else:  # a file records a library initialisation by its name
+            init_fn = init
+            init = next((name for name, f in INITS.items() if f is init), init)
+        self.init, self.dt_min, self.dt_max = init, float(dt_min), float(dt_max)
         k_dt, k_init, k_d = jax.random.split(key, 3)
         log_dt = log_uniform_dt(k_dt, channels, dt_min, dt_max, dtype)
-        lam, b, c = init(state_size, jnp.exp(log_dt), key=k_init)
+        lam, b, c = init_fn(state_size, jnp.exp(log_dt), key=k_init)
         re = jnp.real(lam)
         if not isinstance(re, jax.core.Tracer) and bool(jnp.any(re >= 0)):
             raise ValueError("the initialisation gave eigenvalues with Re λ >= 0")
@@ -201,6 +210,7 @@ class DiagonalSSM(eqx.Module):
         return state, y + self.d * u_t
 
 
+@savable
 class BidirectionalSSM(eqx.Module):
     """A causal SSM plus an anti-causal one (a second SSM run on the time-reversed input).
 
@@ -211,6 +221,7 @@ class BidirectionalSSM(eqx.Module):
     forward: DiagonalSSM
     backward: DiagonalSSM
     merge: str = eqx.field(static=True)
+    ssm_options: tuple[tuple[str, object], ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -219,14 +230,19 @@ class BidirectionalSSM(eqx.Module):
         *,
         merge: str = "sum",
         key: PRNGKeyArray,
-        **kwargs,
+        **ssm_options,
     ):
         if merge not in ("sum", "concat"):
             raise ValueError(f"merge must be 'sum' or 'concat', got {merge!r}")
         k_f, k_b = jax.random.split(key)
-        self.forward = DiagonalSSM(channels, state_size, key=k_f, **kwargs)
-        self.backward = DiagonalSSM(channels, state_size, key=k_b, **kwargs)
+        self.forward = DiagonalSSM(channels, state_size, key=k_f, **ssm_options)
+        self.backward = DiagonalSSM(channels, state_size, key=k_b, **ssm_options)
         self.merge = merge
+        self.ssm_options = tuple(sorted(ssm_options.items()))
+
+    @property
+    def state_size(self) -> int:
+        return self.forward.state_size
 
     @property
     def channels(self) -> int:

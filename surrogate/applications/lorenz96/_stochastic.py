@@ -24,11 +24,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..coupling import AbstractParameterization
-from ._metrics import autocorrelation
+from ..._serialization import savable
+from ...coupling import AbstractParameterization
+from ...metrics import autocorrelation
 from ._polynomial import check_ring_state
 
 
+@savable
 class AR1Closure(AbstractParameterization):
     """U = deterministic(X) + e with e an AR(1) process per k (module docstring).
 
@@ -63,10 +65,6 @@ class AR1Closure(AbstractParameterization):
         if not isinstance(sigma, jax.core.Tracer) and not float(sigma) >= 0.0:
             raise ValueError(f"sigma must be >= 0, got {float(sigma)}")
         self.deterministic, self.phi, self.sigma = deterministic, phi, sigma
-
-    def config(self) -> dict:
-        """Constructor arguments, for `surrogate.save` (phi and sigma are leaves)."""
-        return {"deterministic": self.deterministic}
 
     def __call__(self, x: Float[Array, " k"], params: Any = None) -> Float[Array, " k"]:
         check_ring_state(x)

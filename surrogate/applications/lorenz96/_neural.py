@@ -24,12 +24,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..coupling import AbstractParameterization
-from ..data import Normalizer
-from ..operators import FNO
+from ..._serialization import savable
+from ...coupling import AbstractParameterization
+from ...data import Normalizer
+from ...operators import FNO
 from ._polynomial import check_ring_state
 
 
+@savable
 class LocalMLPClosure(AbstractParameterization):
     """U_k = MLP(X_{k−stencil..k+stencil}) at every k of the ring (module docstring).
 
@@ -62,10 +64,6 @@ class LocalMLPClosure(AbstractParameterization):
         self.x_norm, self.u_norm = Normalizer(1, dtype=dtype), Normalizer(1, dtype=dtype)
         self.stencil, self.width, self.depth = stencil, width, depth
 
-    def config(self) -> dict:
-        """Constructor arguments, for `surrogate.save` (weights and normalizers are leaves)."""
-        return {"stencil": self.stencil, "width": self.width, "depth": self.depth}
-
     def __call__(self, x: Float[Array, " k"], params: Any = None) -> Float[Array, " k"]:
         check_ring_state(x)
         if x.shape[0] < 2 * self.stencil + 1:
@@ -81,6 +79,7 @@ class LocalMLPClosure(AbstractParameterization):
         return self.u_norm.decode(u[None])[0].astype(x.dtype)
 
 
+@savable
 class FNOClosure(AbstractParameterization):
     """U = FNO(X) over the periodic ring of K slow variables (module docstring).
 
@@ -107,10 +106,6 @@ class FNOClosure(AbstractParameterization):
         self.operator = FNO(1, 1, modes, width, n_layers, grid=False, dtype=dtype, key=key)
         self.x_norm, self.u_norm = Normalizer(1, dtype=dtype), Normalizer(1, dtype=dtype)
         self.modes, self.width, self.n_layers = int(modes), int(width), int(n_layers)
-
-    def config(self) -> dict:
-        """Constructor arguments, for `surrogate.save` (weights and normalizers are leaves)."""
-        return {"modes": self.modes, "width": self.width, "n_layers": self.n_layers}
 
     def __call__(self, x: Float[Array, " k"], params: Any = None) -> Float[Array, " k"]:
         check_ring_state(x)

@@ -1,7 +1,7 @@
 /* surrogate.h: call a surrogate exported by `surrogate export` from C or Fortran.
  *
  * Link with -lsurrogate (libsurrogate.so, built by `surrogate export --build-c` or
- * `surrogate.coupling.build_c_library`). The library embeds the Python interpreter it was
+ * `surrogate.export.build_c_library`). The library embeds the Python interpreter it was
  * built with, which runs the serialized `jax.export` artifact; no Python is needed in the
  * calling program. Arrays are flat float32 buffers in C (row-major) order of the shape in
  * the export's metadata.json: a Fortran array x(n, channels) has the memory layout of the

@@ -17,7 +17,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..coupling import AbstractParameterization
+from ..._serialization import savable
+from ...coupling import AbstractParameterization
 
 
 def check_ring_state(x: Array, what: str = "state X") -> None:
@@ -29,6 +30,7 @@ def check_ring_state(x: Array, what: str = "state X") -> None:
         )
 
 
+@savable
 class PolynomialClosure(AbstractParameterization):
     """U_k = Σ_i b_i X_k^i (i = 0..degree), the same polynomial at every k (module docstring).
 
@@ -60,10 +62,6 @@ class PolynomialClosure(AbstractParameterization):
                 f"{coefficients.shape}"
             )
         self.degree, self.coefficients = degree, coefficients
-
-    def config(self) -> dict:
-        """Constructor arguments, for `surrogate.save` (the coefficients are leaves)."""
-        return {"degree": self.degree}
 
     def __call__(self, x: Float[Array, " k"], params: Any = None) -> Float[Array, " k"]:
         check_ring_state(x)

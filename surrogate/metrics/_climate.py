@@ -1,4 +1,4 @@
-"""Offline, forecast and climate metrics of closures (pure functions of arrays).
+"""Offline, forecast and climate metrics of closures and coupled models (pure functions of arrays).
 
 - offline: MSE and R² of the predicted sub-grid tendency;
 - forecast: RMSE of the ensemble-mean forecast against the truth, per lead time
@@ -16,14 +16,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from ..evaluation import r2_score
-
-
-def _same_shape(pred: Array, true: Array) -> None:
-    if jnp.shape(pred) != jnp.shape(true):
-        raise ValueError(
-            f"prediction shape {jnp.shape(pred)} differs from target shape {jnp.shape(true)}"
-        )
+from ._fields import r2_score
+from ._fields import same_shape as _same_shape
 
 
 def offline_mse(pred: Float[Array, " *batch"], true: Float[Array, " *batch"]) -> Float[Array, ""]:

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..data import Normalizer
-from ..training import fit
+from ...data import Normalizer
+from ...training import fit
 
 
 def with_normalizers(closure: eqx.Module, x: Array, u: Array) -> eqx.Module:

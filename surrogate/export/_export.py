@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._atomic import write_bytes, write_text
-from .._serialization import describe
+from .._serialization import describe, is_savable
 from .._version import __version__
 
 FORMAT = "surrogate-export-1"
@@ -89,7 +89,7 @@ def export_model(
         "jax_version": jax.__version__,
         "source": None if source is None else str(source),
     }
-    if hasattr(model, "config"):
+    if is_savable(type(model)):
         meta["model"] = describe(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -44,9 +44,10 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..coupling import AbstractParameterization
-from ..data import Normalizer
-from ..solvers.column import (
+from ..._serialization import savable
+from ...coupling import AbstractParameterization
+from ...data import Normalizer
+from ...solvers.column import (
     CP,
     DAY,
     LV,
@@ -55,8 +56,8 @@ from ..solvers.column import (
     parcel_temperature,
     saturation_specific_humidity,
 )
-from ..ssm import SSMStack
-from ..training import fit
+from ...ssm import SSMStack
+from ...training import fit
 
 P_REF = 1e5  # Pa, scale of the pressure input
 N_INPUTS = 9  # channels of `_inputs`
@@ -207,6 +208,7 @@ class _Emulator(AbstractParameterization):
         return (h / DAY).astype(t.dtype), (m * 1e-3 / DAY).astype(q.dtype)
 
 
+@savable
 class ConvectionSSM(_Emulator):
     """Bidirectional diagonal-SSM stack over the levels (module docstring).
 
@@ -242,10 +244,6 @@ class ConvectionSSM(_Emulator):
         self.conserve, self.width, self.depth = bool(conserve), int(width), int(depth)
         self.state_size, self.budget = int(state_size), bool(budget)
 
-    def config(self) -> dict:
-        return {"width": self.width, "depth": self.depth, "state_size": self.state_size,
-                "budget": self.budget, "conserve": self.conserve}  # fmt: skip
-
     def _network(self, z, p):
         u = jnp.concatenate([z, (p / P_REF)[None]]).T  # (level, channels), bottom first
         return self.stack(u).T
@@ -259,6 +257,7 @@ class ConvectionSSM(_Emulator):
         return precip, jax.nn.softmax(out[2]) / dp
 
 
+@savable
 class ConvectionMLP(_Emulator):
     """MLP of the flattened column (`N_INPUTS`·N normalized inputs -> 2N outputs), N is
     `n_levels`."""
@@ -278,10 +277,6 @@ class ConvectionMLP(_Emulator):
         self.in_norm, self.out_norm = Normalizer(N_INPUTS, dtype=dtype), Normalizer(2, dtype=dtype)
         self.conserve, self.n_levels = bool(conserve), int(n_levels)
         self.width, self.depth = int(width), int(depth)
-
-    def config(self) -> dict:
-        return {"n_levels": self.n_levels, "width": self.width, "depth": self.depth,
-                "conserve": self.conserve}  # fmt: skip
 
     def _network(self, z, p):
         return self.mlp(z.reshape(-1)).reshape(2, -1)

@@ -36,7 +36,6 @@ The network sees the logarithms of the seven parameters mapped to [-1, 1] on `ra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
 
 import diffrax
 import equinox as eqx
@@ -45,14 +44,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..solvers._mechanism import (
+from ..._serialization import savable
+from ...solvers._mechanism import (
     Mechanism,
     load_mechanism,
     mole_to_mass_fractions,
     species_cp,
     species_enthalpy,
 )
-from ..solvers.reactor import GaussianPulse, mole_fractions_from_equivalence_ratio
+from ...solvers.reactor import GaussianPulse, mole_fractions_from_equivalence_ratio
 
 # The parameter order of `surrogate.problems.ignition` (laser energy [J/kg], pulse time [s],
 # pulse width [s], equivalence ratio, T0 [K], p0 [Pa], mixing rate [1/s]) and its ranges.
@@ -78,6 +78,7 @@ _T_SCALE = 1000.0  # the state is (T / 1000 K, c): both O(1)
 _N_OUT = 7
 
 
+@savable(x64=True, physical_units=True)
 class PNODE(eqx.Module):
     """Parameters (7,) -> T at `times`, shape (1, time), through a learned one-step model.
 
@@ -115,8 +116,6 @@ class PNODE(eqx.Module):
     newton_atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
 
-    physical_units: ClassVar[bool] = True
-    needs_x64: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -170,16 +169,6 @@ class PNODE(eqx.Module):
         self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
         self.newton_rtol, self.newton_atol = float(newton_rtol), float(newton_atol)
 
-    def config(self) -> dict[str, Any]:
-        return dict(
-            in_channels=self.in_channels, out_channels=self.out_channels, times=list(self.times),
-            width=self.width, depth=self.depth, mechanism=self.mechanism,
-            ranges=[list(r) for r in self.ranges], log_a_ref=self.log_a_ref,
-            ta_ref=self.ta_ref, rtol=self.rtol, atol=self.atol, newton_rtol=self.newton_rtol,
-            newton_atol=self.newton_atol, max_steps=self.max_steps,
-        )  # fmt: skip
-
-    # ---- the learned physical quantities ------------------------------------------------
     def features(self, x: Float[Array, " 7"]) -> Float[Array, " 7"]:
         """log of the parameters mapped to [-1, 1] on `ranges` (beyond it out of range)."""
         lo, hi = (jnp.log(jnp.asarray(r, x.dtype)) for r in zip(*self.ranges, strict=True))

@@ -22,13 +22,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..._serialization import savable
 
 
 def _rbf(a: Array, b: Array, length: float) -> Array:
@@ -41,6 +42,7 @@ def log_features(x: Float[Array, "n p"], center: Array, scale: Array) -> Float[A
     return (jnp.log(x) - center[None]) / scale[None]
 
 
+@savable
 class KernelRidge(eqx.Module):
     """KRR on (parameters, t) with a product RBF kernel; fitted by `KernelRidge.fit`.
 
@@ -134,6 +136,7 @@ def select_kernel_ridge(
     return KernelRidge.fit(x_all, y_all, times, **best), {**best, "valid_mae": best_err}
 
 
+@savable
 class TrajectoryMLP(eqx.Module):
     """A fully connected network (z, t) -> y evaluated at the saved `times`: one sample's
     (normalized) parameters (p,) -> (normalized) T of shape (1, time).
@@ -171,10 +174,6 @@ class TrajectoryMLP(eqx.Module):
                               activation=jax.nn.silu, key=key)  # fmt: skip
         self.times, self.in_channels, self.out_channels = times, in_channels, out_channels
         self.width, self.depth = width, depth
-
-    def config(self) -> dict[str, Any]:
-        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
-                    times=list(self.times), width=self.width, depth=self.depth)  # fmt: skip
 
     def __call__(self, x: Float[Array, " p"]) -> Float[Array, "c time"]:
         if x.shape != (self.in_channels,):

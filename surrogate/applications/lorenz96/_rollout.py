@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..coupling import Parameterization, RolloutResult, ensemble_rollout
-from ..solvers.lorenz96 import Lorenz96OneLevel
+from ...coupling import Parameterization, RolloutResult, ensemble_rollout
+from ...solvers.lorenz96 import Lorenz96OneLevel
 from ._stochastic import AR1Closure
 
 

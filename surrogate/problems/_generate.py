@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from ._netcdf import SAMPLE
+from ..data import SAMPLE
 
 
 def generate(
@@ -56,7 +56,7 @@ def generate(
         pad = batch_size - idx.size
         padded = np.concatenate([idx, np.repeat(idx[-1:], pad)]) if pad else idx
         # a problem with `needs_x64` (a stiff reference solver) is solved in float64
-        with jax.enable_x64(True) if getattr(problem, "needs_x64", False) else nullcontext():
+        with jax.enable_x64(True) if problem.needs_x64 else nullcontext():
             stored, outputs = jax.device_get(run(padded))
         chunks.append(
             jax.tree_util.tree_map(lambda a, m=idx.size: np.asarray(a)[:m], (stored, outputs))
