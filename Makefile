@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 # example of the C ABI: those extras (and gfortran) are installed for `make test` only.
 TEST_STAMP := $(VENV)/.installed-test
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e ".[plot,dev,dask,cantera,capi]"
+	$(PY) -m pip install --quiet -e ".[plot,dev,dask,cantera,capi,zarr]"
 	command -v gfortran >/dev/null || (apt-get update -qq && apt-get install -y -qq gfortran) \
 		|| echo "gfortran could not be installed: the Fortran test will say so"
 	touch $(TEST_STAMP)

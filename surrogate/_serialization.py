@@ -81,6 +81,9 @@ _RENAMED = {
     ),
 }
 
+# Arrays of at most this many elements are recorded by value in the header.
+_SMALL = 64
+
 # Activation functions a constructor argument may hold, by name.
 _FUNCTIONS: dict[str, Callable] = {
     "tanh": jnp.tanh,
@@ -236,7 +239,12 @@ def _encode(value: Any, where: str) -> Any:
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         return {"__dict__": {k: _encode(v, f"{where}.{k}") for k, v in value.items()}}
     if isinstance(value, jax.Array | np.ndarray):
-        return {"__array__": {"shape": list(value.shape), "dtype": str(value.dtype)}}
+        spec = {"shape": list(value.shape), "dtype": str(value.dtype)}
+        if value.size <= _SMALL and jnp.issubdtype(value.dtype, jnp.floating):
+            # small arrays (a rate, a normalizer's statistics) are kept by value, so that the
+            # skeleton passes the constructor's checks; the leaves restore them anyway
+            spec["values"] = np.asarray(value, np.float64).ravel().tolist()
+        return {"__array__": spec}
     if isinstance(value, type) and issubclass(value, np.generic) or isinstance(value, np.dtype):
         return {"__dtype__": str(np.dtype(value))}
     if isinstance(value, eqx.Module):
@@ -316,6 +324,12 @@ def _decode(value: Any) -> Any:
             shape = body.get("shape")
             if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
                 raise ValueError(f"model file holds a bad array shape {shape!r}")
+            values = body.get("values")
+            if values is not None:
+                if not (isinstance(values, list) and len(values) == int(np.prod(shape))
+                        and all(isinstance(v, int | float) for v in values)):  # fmt: skip
+                    raise ValueError("model file holds bad array values")
+                return jnp.asarray(values, _dtype(body.get("dtype"))).reshape(shape)
             # ones, not zeros: a constructor may check positivity; the leaves replace them
             return jnp.ones(tuple(shape), _dtype(body.get("dtype")))
         if tag == "__dtype__":
@@ -341,6 +355,9 @@ def resolve(path: Any) -> type:
     path = _RENAMED.get(path, path)
     if path in _OLD_PATHS:
         return _OLD_PATHS[path]
+    for cls in _SAVABLE:  # registered in this process (a class defined in a function, say)
+        if f"{cls.__module__}:{cls.__qualname__}" == path:
+            return cls
     module, name = path.split(":")
     if module not in sys.modules and module in _LIBRARY_MODULES:
         importlib.import_module(module)

@@ -153,7 +153,7 @@ def test_bad_data_files(tmp_path, capsys, dataset):
     ds = xr.open_dataset(dataset).load()
     write_dataset(ds.drop_vars("u"), tmp_path / "nou.nc")
     code, _, err = run(capsys, "evaluate", model, tmp_path / "nou.nc")
-    assert code == 2 and "no variable 'u'" in err
+    assert code == 2 and "no variable(s) ['u']" in err
     ds["u0"].values[0, 0] = np.nan
     write_dataset(ds, tmp_path / "nan.nc")
     code, _, err = run(capsys, "evaluate", model, tmp_path / "nan.nc")

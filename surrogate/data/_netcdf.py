@@ -60,7 +60,7 @@ def read_dataset(path: str | os.PathLike) -> xr.Dataset:
                 "'surrogate-jax[zarr]')"
             ) from None
         try:
-            with xr.open_zarr(path) as ds:
+            with xr.open_zarr(path, consolidated=False) as ds:
                 return ds.load()
         except (OSError, ValueError, KeyError) as e:
             raise ValueError(f"cannot read {path} as Zarr: {e}") from None

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from ..data import generate, read_dataset, write_dataset
+from ..data import read_dataset, write_dataset
 from ..data._netcdf import SAMPLE, _attr_value
+from ..problems import generate
 
 if TYPE_CHECKING:
     from ..problems import Problem
