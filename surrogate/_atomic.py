@@ -47,3 +47,26 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode())
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` name one file: `os.path.samefile` where both exist (links,
+    `./x` vs `x`), else the same resolved path."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def refuse_overwriting_inputs(
+    outputs: dict[str, str | os.PathLike], inputs: dict[str, str | os.PathLike]
+) -> None:
+    """`ValueError` if an output path is one of the inputs: writing it would destroy data
+    the command is reading. Keys are what the user calls the paths (e.g. "--out")."""
+    for out_name, out in outputs.items():
+        for in_name, source in inputs.items():
+            if same_file(out, source):
+                raise ValueError(
+                    f"{out_name} {out} is the input {in_name} {source}: writing it would "
+                    "destroy the data being read; choose another output path"
+                )

@@ -33,7 +33,9 @@ seed = 0
 [output]
 dir = "runs/burgers_fno"
 ```
-Relative paths are taken from the current directory.
+Relative paths are taken from the current directory. Every number has a range (`_RANGES`:
+e.g. step_epochs >= 1, 0 < gamma <= 1, 0 <= weight_decay <= 1, seed < 2**32), and a value
+outside it is refused with a message naming the key, the value and the range.
 """
 
 from __future__ import annotations
@@ -87,6 +89,35 @@ class Config:
 _SCHEDULES = ("constant", "step", "cosine")
 _LOSSES = ("relative_l2", "mse", "h1")
 
+#: the range of every numeric key, (low, high, low is open): checked with a message naming
+#: the key, its value and the range. Seeds stop at 2**32 - 1 because without float64 JAX
+#: keeps only the low 32 bits of a seed, so a larger one would silently repeat a smaller.
+MAX_SEED = 2**32 - 1
+_RANGES: dict[tuple[str, str], tuple[float, float, bool]] = {
+    ("data", "n_train"): (0, 2**40, False),
+    ("data", "n_valid"): (0, 2**40, False),
+    ("data", "n_test"): (0, 2**40, False),
+    ("training", "epochs"): (0, 10**7, False),
+    ("training", "batch_size"): (1, 2**31, False),
+    ("training", "learning_rate"): (0, 10.0, True),
+    ("training", "step_epochs"): (1, 10**7, False),
+    # a step schedule multiplies by gamma: in (0, 1] it decays (1: constant)
+    ("training", "gamma"): (0, 1.0, True),
+    # AdamW's decoupled decay p <- p - lr * weight_decay * p
+    ("training", "weight_decay"): (0, 1.0, False),
+    ("training", "seed"): (0, MAX_SEED, False),
+}
+
+
+def _check_range(section: str, key: str, value) -> None:
+    low, high, open_low = _RANGES[section, key]
+    inside = (low < value if open_low else low <= value) and value <= high
+    if not inside:  # also NaN, which TOML allows
+        raise ValueError(
+            f"[{section}] {key} must be {'>' if open_low else '>='} {low} and <= {high}, "
+            f"got {value!r}"
+        )
+
 
 def _section(cls, raw: dict, name: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -120,15 +151,12 @@ def parse_config(raw: dict, source: str = "") -> Config:
         raise ValueError("[data] path is required: the netCDF dataset to train on")
     if "type" not in model:
         raise ValueError('[model] type is required (e.g. type = "fno")')
-    if training.epochs < 0 or training.batch_size < 1 or not training.learning_rate > 0:
-        raise ValueError("[training] needs epochs >= 0, batch_size >= 1, learning_rate > 0")
+    for section, key in _RANGES:
+        _check_range(section, key, getattr(data if section == "data" else training, key))
     if training.schedule not in _SCHEDULES:
         raise ValueError(f"[training] schedule {training.schedule!r} unknown; use {_SCHEDULES}")
     if training.loss not in _LOSSES:
         raise ValueError(f"[training] loss {training.loss!r} unknown; use {_LOSSES}")
-    for k in ("n_train", "n_valid", "n_test"):
-        if getattr(data, k) < 0:
-            raise ValueError(f"[data] {k} must be >= 0")
     if bool(data.inputs) != bool(data.targets):
         raise ValueError("[data] needs both inputs and targets, or neither")
     return Config(data, model, training, output, source)

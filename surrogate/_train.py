@@ -8,6 +8,7 @@ generate`), or one whose variables the config names (`[data] inputs`, `targets`)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,17 +17,22 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import xarray as xr
 
-from ._atomic import write_text
+from ._atomic import refuse_overwriting_inputs, write_text
 from ._config import Config, load_config, parse_config
 from ._models import build_model, model_class
 from ._serialization import save, traits
 from .data import NormalizedModel, Normalizer, pairs, read_dataset
 from .evaluation import dataset_problem, predict, score
 from .training import fit
+from .training._fit import resume_differences
 from .training._losses import LOSSES
+
+#: the files a run writes into its [output] dir
+OUTPUTS = ("model.eqx", "checkpoint.eqx", "history.json", "metrics.json")
 
 
 def split(n: int, n_train: int, n_valid: int, n_test: int) -> tuple[slice, slice, slice]:
@@ -89,12 +95,64 @@ def _open(data: str | os.PathLike | xr.Dataset) -> tuple[xr.Dataset, str]:
     return read_dataset(data), str(data)
 
 
+def _refuse_overwriting(cfg: Config, data, test) -> None:
+    """No file the run writes may be one it reads (the data, the test data, the config)."""
+    out = Path(cfg.output.dir)
+    inputs = {
+        "[data] path": cfg.data.path if data is None else data,
+        "[data] test_path": cfg.data.test_path if test is None else test,
+        "config": cfg.source,
+    }
+    inputs = {k: v for k, v in inputs.items() if isinstance(v, str | os.PathLike) and v}
+    if data is not None and not isinstance(data, str | os.PathLike):
+        inputs.pop("[data] path", None)  # an in-memory dataset: the config's path is a label
+    outputs = {"[output] dir": out, **{f"[output] dir's {n}": out / n for n in OUTPUTS}}
+    refuse_overwriting_inputs(outputs, inputs)
+
+
+def _sample_hash(*arrays) -> str:
+    """sha256 of the first, middle and last sample of each array (with shape and dtype): a
+    cheap fingerprint of which data a run saw, not a proof."""
+    h = hashlib.sha256()
+    for a in arrays:
+        n = a.shape[0]
+        h.update(f"{a.shape}{a.dtype}".encode())
+        for i in sorted({0, n // 2, n - 1}):
+            h.update(np.ascontiguousarray(a[i]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_fingerprint(cfg: Config, source: str, full, test_source: str, test_pairs, splits) -> dict:
+    """What a checkpoint must agree with to be resumed: the data (path, variables, shapes,
+    split, a hash of a few samples), the model and the optimiser settings. `epochs` counts
+    only for a cosine schedule (whose decay spans them): more epochs of the other schedules
+    continue the same run."""
+    training = dataclasses.asdict(cfg.training)
+    if training["schedule"] != "cosine":
+        training.pop("epochs")
+    path = source if source.startswith("<") else str(Path(source).resolve())
+    test = test_source if test_source.startswith("<") else str(Path(test_source).resolve())
+    return {
+        "data": {
+            "path": path,
+            "variables": {"inputs": list(full.layout.inputs), "targets": list(full.layout.targets)},
+            "shape": {"inputs": list(full.x.shape), "targets": list(full.y.shape)},
+            "split": {k: [s.start, s.stop] for k, s in zip(("train", "valid"), splits)},
+            "samples_sha256": _sample_hash(full.x, full.y),
+            "test": {"path": test, "samples": int(test_pairs.x.shape[0])},
+        },
+        "model": cfg.model,
+        "training": training,
+    }
+
+
 def train(
     data: str | os.PathLike | xr.Dataset,
     config: Config | dict | str | os.PathLike,
     *,
     test: str | os.PathLike | xr.Dataset | None = None,
     resume: bool = False,
+    force: bool = False,
     progress: bool = True,
 ) -> dict:
     """Train on `data` (a path or an `xr.Dataset`) with `config` (a `Config`, the dict of a
@@ -109,13 +167,16 @@ def train(
         raw = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
         raw.setdefault("data", {})["path"] = "<in-memory>"
         config = parse_config(raw)
-    return train_from_config(config, data=data, test=test, resume=resume, progress=progress)
+    return train_from_config(
+        config, data=data, test=test, resume=resume, force=force, progress=progress
+    )
 
 
 def train_from_config(
     cfg: Config,
     *,
     resume: bool = False,
+    force: bool = False,
     progress: bool = True,
     data: str | os.PathLike | xr.Dataset | None = None,
     test: str | os.PathLike | xr.Dataset | None = None,
@@ -124,11 +185,17 @@ def train_from_config(
 
     A model class that declares `x64` (stiff solves) trains in float64; one with
     `physical_units` takes and returns physical values (its normalizers are identities).
+    `resume=True` continues the checkpoint in [output] dir if it was written by the same
+    run (data, model, optimiser settings; see `run_fingerprint`), and refuses otherwise,
+    naming the differences; `force=True` continues it anyway.
     """
     cls = model_class(cfg.model.get("type"))
     if traits(cls).x64 and not jax.config.jax_enable_x64:
         with jax.enable_x64(True):
-            return train_from_config(cfg, resume=resume, progress=progress, data=data, test=test)
+            return train_from_config(
+                cfg, resume=resume, force=force, progress=progress, data=data, test=test
+            )
+    _refuse_overwriting(cfg, data, test)
     d = cfg.data
     ds, source = _open(cfg.data.path if data is None else data)
     problem = dataset_problem(ds, d.problem)
@@ -148,6 +215,16 @@ def train_from_config(
         test_source = source
         tr, va, te = split(full.x.shape[0], d.n_train, d.n_valid, d.n_test)
         test_pairs = dataclasses.replace(full, x=full.x[te], y=full.y[te])
+    out = Path(cfg.output.dir)
+    fingerprint = run_fingerprint(cfg, source, full, test_source, test_pairs, (tr, va))
+    if resume and not force:
+        differences = resume_differences(out / "checkpoint.eqx", fingerprint)
+        if differences:
+            raise ValueError(
+                f"cannot resume {out / 'checkpoint.eqx'}: it is of another run "
+                f"({'; '.join(differences)}); train afresh without --resume, or continue "
+                "anyway with --resume --force"
+            )
     x, y = full.x, full.y
     t = cfg.training
     key = jax.random.key(t.seed)
@@ -170,7 +247,6 @@ def train_from_config(
         valid = {"x": jax.vmap(in_norm.encode)(jnp.asarray(x[va])), "y": jnp.asarray(y[va])}
     batch_size = min(t.batch_size, tr.stop)
     optimizer = make_optimizer(cfg, tr.stop // batch_size)
-    out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     net, history = fit(
         net,
@@ -183,6 +259,8 @@ def train_from_config(
         key=k_fit,
         checkpoint=out / "checkpoint.eqx",
         resume=resume,
+        fingerprint=fingerprint,
+        force_resume=True,  # checked above, with the command line's words
         progress=progress,
     )
     model = NormalizedModel(net, in_norm, out_norm)

@@ -1,19 +1,51 @@
 """`surrogate` command line: generate, train, evaluate, merge, export, list.
 
 Errors in the user's input (unknown problem or option, bad data, bad config) print one line
-`surrogate: error: ...` and exit with status 2; there is no traceback.
+`surrogate: error: ...` and exit with status 2; there is no traceback. Every number has a
+range, checked here (flags), in the config (`_config`) or by the problem (`__check_init__`);
+an option given twice, a dataset too large for memory and an output path that is one of
+the command's inputs are refused before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+from pathlib import Path
 
 _USER_ERRORS = (ValueError, OSError, TypeError)
 
+# Sample indices and seeds go through JAX integers, 32-bit unless float64 is on: indices
+# past 2**31 - 1 wrap (sample 2**32 + k is sample k again) and seed 2**32 + s is seed s.
+MAX_SAMPLES = 2**31
+MAX_SEED = 2**32 - 1
+MAX_BATCH = 2**20
+MAX_SIZE = 2**31 - 1  # one axis of an exported input
+
+
+def _check_range(option: str, value: int, low: int, high: int, why: str = "") -> None:
+    if not low <= value <= high:
+        why = f" ({why})" if why else ""
+        raise ValueError(f"{option} must be >= {low} and <= {high}{why}, got {value}")
+
+
+def _one_line(error: BaseException) -> str:
+    """The message on one line (some carry a numpy array's multi-line repr)."""
+    return re.sub(r"\s*\n\s*", " ", str(error)).strip()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"surrogate: error: {message} (see {self.prog} --help)\n")
+
 
 def _parse_options(extra: list[str]) -> dict[str, str]:
-    """`--name value` pairs after the known arguments become problem options."""
+    """`--name value` pairs after the known arguments become problem options; an option
+    given twice is refused (which value was meant?)."""
     options: dict[str, str] = {}
     i = 0
     while i < len(extra):
@@ -31,6 +63,10 @@ def _parse_options(extra: list[str]) -> dict[str, str]:
                 raise ValueError(f"option --{name} needs a value")
             value = extra[i + 1]
             i += 2
+        if name in options:
+            raise ValueError(
+                f"option --{name} given twice ({options[name]!r} and {value!r}); give it once"
+            )
         options[name] = value
     return options
 
@@ -47,17 +83,80 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def cmd_generate(args, extra) -> int:
+def _shard_size(n: int, shard: tuple[int, int]) -> int:
+    """Samples in shard i of n_shards: `np.array_split`'s sizes, without the array."""
+    i, k = shard
+    return n // k + (1 if i < n % k else 0)
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    raise AssertionError  # unreachable
+
+
+def _memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        return None
+
+
+def _dataset_bytes(problem, n: int) -> tuple[int, int]:
+    """(bytes, values per sample) of the dataset of `n` samples of `problem`, from its
+    variables and coordinate sizes, before anything is allocated (a lower bound: variables
+    over a dimension without a coordinate are not counted)."""
+    import math
+
     import numpy as np
 
+    sizes = {name: int(np.size(c.values)) for name, c in problem.coords().items()}
+    per_sample = 0
+    for var in problem.variables().values():
+        if all(d in sizes for d in var.dims):
+            per_sample += math.prod(sizes[d] for d in var.dims)
+    itemsize = 8 if problem.needs_x64 else 4
+    return n * per_sample * itemsize, per_sample
+
+
+def _check_fits(problem, n: int, what: str) -> None:
+    """Refuse a dataset that cannot fit in memory, naming what it would need."""
+    need, per_sample = _dataset_bytes(problem, n)
+    have = _memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"{what}: {n} samples of {problem.name} ({per_sample} values of "
+            f"{8 if problem.needs_x64 else 4} bytes each) need {_format_bytes(need)} in "
+            f"memory, more than this machine's {_format_bytes(have)}; generate fewer "
+            "samples, or in shards (--shard i/n) whose samples fit"
+        )
+
+
+def _check_out_file(out: str) -> None:
+    if Path(out).is_dir():
+        raise ValueError(f"--out {out} is a directory; give the netCDF file to write")
+
+
+def cmd_generate(args, extra) -> int:
     from . import problems
     from .data import write_dataset
     from .problems import generate
 
-    problem = problems.get(args.problem, **_parse_options(extra))
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
+    _check_range("--seed", args.seed, 0, MAX_SEED, "JAX keeps 32 bits of a seed")
+    _check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
+    _check_out_file(args.out)
+    problem = problems.get(args.problem, **_parse_options(extra))
     shard = _parse_shard(args.shard)
+    # what it would take first (the memory), then what the indices allow
+    if args.dask is not None or shard is None:
+        _check_fits(problem, args.n, f"--n {args.n}")
+    else:
+        _check_fits(problem, _shard_size(args.n, shard), f"shard {args.shard} of --n {args.n}")
+    _check_range("--n", args.n, 1, MAX_SAMPLES, "sample indices are 32-bit JAX integers")
     if args.dask is not None:
         return _generate_dask(args, problem)
     for flag in ("shards", "shard_dir", "keep_shards"):
@@ -66,7 +165,7 @@ def cmd_generate(args, extra) -> int:
     if shard is not None:
         from .hpc import generate_shard
 
-        if np.array_split(np.arange(args.n), shard[1])[shard[0]].size == 0:
+        if _shard_size(args.n, shard) == 0:
             raise ValueError(f"shard {args.shard} of {args.n} samples is empty")
         path, generated = generate_shard(
             problem,
@@ -84,6 +183,8 @@ def cmd_generate(args, extra) -> int:
         else:
             print(f"skipped {path}: complete shard {args.shard} exists (--overwrite to redo)")
         return 0
+    import numpy as np
+
     ds = generate(
         problem,
         seed=args.seed,
@@ -96,11 +197,25 @@ def cmd_generate(args, extra) -> int:
     return 0
 
 
+_SHARD_NAME = re.compile(r"shard-\d{5}-of-\d{5}\.nc")
+
+
 def _generate_dask(args, problem) -> int:
     if args.shard is not None:
         raise ValueError("--dask runs all shards itself; drop --shard i/n")
     if args.shards is not None and not 1 <= args.shards <= args.n:
         raise ValueError(f"--shards must be between 1 and --n ({args.n}), got {args.shards}")
+    from ._atomic import same_file
+
+    out = Path(args.out)
+    shard_dir = Path(args.shard_dir) if args.shard_dir else out.with_name(out.name + ".shards")
+    if same_file(out, shard_dir) or (
+        same_file(out.parent, shard_dir) and _SHARD_NAME.fullmatch(out.name)
+    ):
+        raise ValueError(
+            f"--out {out} is a shard file of --shard-dir {shard_dir}, which the merge reads; "
+            "choose another output path"
+        )
     from .hpc import dask_client, generate_sharded, require_distributed
 
     try:
@@ -133,7 +248,8 @@ def _generate_dask(args, problem) -> int:
 def cmd_merge(args, extra) -> int:
     from .hpc import merge_shards
 
-    merged = merge_shards(args.shards, args.out)
+    _check_out_file(args.out)
+    merged = merge_shards(args.shards, args.out)  # refuses an --out that is a shard
     print(
         f"wrote {args.out}: {merged.sizes['sample']} sample(s) of "
         f"{merged.attrs.get('problem')} from {len(args.shards)} shard(s)"
@@ -143,7 +259,9 @@ def cmd_merge(args, extra) -> int:
 
 def cmd_export(args, extra) -> int:
     from . import load
+    from ._atomic import refuse_overwriting_inputs
     from .export import build_c_library, export_model
+    from .export._export import ARTIFACT, METADATA
 
     try:
         shape = tuple(int(v) for v in args.input_shape.split(","))
@@ -151,10 +269,22 @@ def cmd_export(args, extra) -> int:
         raise ValueError(
             f"--input-shape expects comma-separated sizes (e.g. 1,256), got {args.input_shape!r}"
         ) from None
+    for size in shape:
+        _check_range("--input-shape size", size, 1, MAX_SIZE)
+    if args.batch is not None:
+        _check_range("--batch", args.batch, 1, MAX_BATCH)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give the folder to write the export into")
+    written = [ARTIFACT, METADATA] + (["libsurrogate.so", "surrogate.h"] if args.build_c else [])
+    refuse_overwriting_inputs(
+        {"--out": out, **{f"--out {name}": out / name for name in written}},
+        {"model": args.model},
+    )
     model = load(args.model)
     try:
         out = export_model(model, shape, args.out, batch=args.batch, source=args.model)
-        print(f"wrote {out / 'model.jaxexport'} and {out / 'metadata.json'}")
+        print(f"wrote {out / ARTIFACT} and {out / METADATA}")
         if args.build_c:
             lib = build_c_library(out)
             print(f"wrote {lib} and {out / 'surrogate.h'}")
@@ -170,9 +300,13 @@ def cmd_train(args, extra) -> int:
 
     if extra:
         raise ValueError(f"unexpected argument(s) {extra}")
+    if args.force and not args.resume:
+        raise ValueError("--force goes with --resume (continue a checkpoint of another setup)")
     cfg = load_config(args.config)
     try:
-        result = train_from_config(cfg, resume=args.resume, progress=not args.quiet)
+        result = train_from_config(
+            cfg, resume=args.resume, force=args.force, progress=not args.quiet
+        )
     except TrainingDiverged as e:
         print(f"surrogate: error: {e}", file=sys.stderr)
         return 3
@@ -190,12 +324,17 @@ def cmd_evaluate(args, extra) -> int:
     import numpy as np
 
     from . import load
+    from ._atomic import refuse_overwriting_inputs, same_file
     from ._serialization import needs_x64, read_header
     from .data import read_dataset
     from .evaluation import evaluate_dataset, model_layout, plot_predictions, write_metrics
 
     if extra:
         raise ValueError(f"unexpected argument(s) {extra}")
+    outputs = {k: v for k, v in (("--json", args.json), ("--plot", args.plot)) if v}
+    refuse_overwriting_inputs(outputs, {"model": args.model, "data": args.data})
+    if args.json and args.plot and same_file(args.json, args.plot):
+        raise ValueError(f"--json and --plot are the same file {args.json}")
     if needs_x64(args.model) and not jax.config.jax_enable_x64:
         with jax.enable_x64(True):  # a model trained in float64 (stiff solves) runs in it
             return cmd_evaluate(args, extra)
@@ -245,7 +384,7 @@ def cmd_list(args, extra) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="surrogate", description="Surrogate models of physics.")
+    p = _Parser(prog="surrogate", description="Surrogate models of physics.")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser(
         "generate",
@@ -279,7 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train a surrogate from a TOML config")
     t.add_argument("config")
-    t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint (refused if its data, model or optimiser differ)",
+    )
+    t.add_argument(
+        "--force", action="store_true", help="with --resume: continue even if they differ"
+    )
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="metrics of a model on a dataset")
@@ -306,13 +452,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "generate":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "generate":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:  # --help, or a one-line usage error
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args, extra)
     except _USER_ERRORS as e:
-        print(f"surrogate: error: {e}", file=sys.stderr)
+        print(f"surrogate: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except (MemoryError, OverflowError) as e:  # a value that sizes something too large
+        print(f"surrogate: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("surrogate: interrupted", file=sys.stderr)

@@ -133,9 +133,14 @@ def plot_predictions(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ._atomic import atomic_path
+
     n = min(n, pred.shape[0])
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give the PNG file to write")
+    if pred.ndim not in (3, 4):
+        raise ValueError(f"can plot 1-D or 2-D fields, got predictions of shape {pred.shape}")
     if pred.ndim == 3:  # (sample, channel, x): input on top, truth and surrogate below
         fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 4.6), squeeze=False, sharex=True)
         for i in range(n):
@@ -162,13 +167,13 @@ def plot_predictions(
                 axes[row][i].set_title(f"{label} {i}", fontsize=9)
                 axes[row][i].axis("off")
                 fig.colorbar(im, ax=axes[row][i], fraction=0.046)
-    else:
-        raise ValueError(f"can plot 1-D or 2-D fields, got predictions of shape {pred.shape}")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        # the temporary file's name does not end in .png: say the format
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -68,7 +68,7 @@ def test_cli_generates_a_dataset_whose_u_reproduces_the_truth(tmp_path, capsys, 
     )
     data = problem.from_dataset(ds)
     assert data["X"].shape == (2, 6, 8) and data["Y"].shape == (2, 6, 8, 3)
-    assert data["U"].shape == (2, 6, 8) and ds["time"].values[1] == pytest.approx(0.003)
+    assert data["U"].shape == (2, 6, 8) and ds["model_time"].values[1] == pytest.approx(0.003)
     for name in ("X", "Y", "U", "x0", "y0"):
         assert ds[name].attrs["units"] and ds[name].attrs["long_name"]
     x, y, u = (jnp.asarray(data[n][0]) for n in ("X", "Y", "U"))

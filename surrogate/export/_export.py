@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._atomic import write_bytes, write_text
+from .._atomic import atomic_path, refuse_overwriting_inputs, write_bytes, write_text
 from .._serialization import describe, is_savable
 from .._version import __version__
 
@@ -57,6 +57,12 @@ def export_model(
         raise ValueError(f"input_shape needs at least one size, all >= 1; got {shape}")
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if source is not None:
+        outputs = {
+            "out_dir": out_dir,
+            **{name: Path(out_dir) / name for name in (ARTIFACT, METADATA)},
+        }
+        refuse_overwriting_inputs(outputs, {"source": source})
     fn = jax.vmap(model) if batch else model
     full = (batch, *shape) if batch else shape
     try:
@@ -93,6 +99,10 @@ def export_model(
         meta["model"] = describe(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # metadata.json is the commit mark, written last: a folder being re-exported (or whose
+    # export was killed half-way) has none, and `load_export` refuses it instead of pairing
+    # a new artifact with old metadata
+    (out / METADATA).unlink(missing_ok=True)
     write_bytes(out / ARTIFACT, bytes(exported.serialize()))
     write_text(out / METADATA, json.dumps(meta, indent=2) + "\n")
     return out
@@ -174,6 +184,8 @@ def build_c_library(out_dir: str | os.PathLike, *, verbose: bool = False) -> Pat
         except cffi.VerificationError as e:  # no C compiler, no Python headers, ...
             raise OSError(f"building libsurrogate failed: {e}") from None
         target = out / Path(built).name
-        shutil.copyfile(built, target)
-    shutil.copyfile(CAPI / "surrogate.h", out / "surrogate.h")
+        with atomic_path(target) as tmp:
+            shutil.copyfile(built, tmp)
+    with atomic_path(out / "surrogate.h") as tmp:
+        shutil.copyfile(CAPI / "surrogate.h", tmp)
     return target

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
+from .._atomic import refuse_overwriting_inputs
 from ..data import read_dataset, write_dataset
 from ..data._netcdf import SAMPLE, _attr_value
 from ..problems import generate
@@ -38,7 +39,10 @@ def shard_indices(n_total: int, n_shards: int, shard: int) -> np.ndarray:
         raise ValueError(f"shard {shard}/{n_shards}: need 0 <= i < n")
     if n_shards > n_total:
         raise ValueError(f"{n_shards} shards of {n_total} samples: some would be empty")
-    return np.array_split(np.arange(n_total, dtype=np.int64), n_shards)[shard]
+    # array_split's sections (the first N % n one longer) without allocating range(N)
+    size, extra = divmod(n_total, n_shards)
+    start = shard * size + min(shard, extra)
+    return np.arange(start, start + size + (shard < extra), dtype=np.int64)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -153,13 +157,16 @@ def merge_shards(paths: Sequence[str | os.PathLike], out: str | os.PathLike | No
     """Join shard files into the dataset the unsharded run would have written.
 
     Checks that every file is a complete shard (readable, holding exactly the samples of its
-    `shard` attribute), that all share the problem, its options, the seed, the total number
-    of samples, the package version and the coordinates, that no shard is given twice and
-    that none is missing (the error names the missing samples). Samples come out sorted;
+    `shard` attribute, no NaN or inf), that `out` is none of them, that all share the
+    problem, its options, the seed, the total number of samples, the package version and
+    the coordinates, that no shard is given twice and that none is missing (the error names
+    the missing samples). Samples come out sorted;
     the shard attributes are dropped. Writes `out` atomically if given.
     """
     if not paths:
         raise ValueError("no shard files given")
+    for p in paths if out is not None else ():
+        refuse_overwriting_inputs({"--out": out}, {"shard": p})
     shards: dict[int, tuple[Path, xr.Dataset]] = {}
     ref = None
     for p in map(Path, paths):
@@ -177,6 +184,7 @@ def merge_shards(paths: Sequence[str | os.PathLike], out: str | os.PathLike | No
             raise ValueError(
                 f"{p} is incomplete: shard {i}/{n} should hold samples {_ranges(expected)}"
             )
+        _check_finite(p, ds)
         if ref is None:
             ref = (p, ds, n)
         else:
@@ -199,6 +207,24 @@ def merge_shards(paths: Sequence[str | os.PathLike], out: str | os.PathLike | No
     if out is not None:
         write_dataset(merged, out)
     return merged
+
+
+def _check_finite(path: Path, ds: xr.Dataset) -> None:
+    """A shard holding NaN/inf is refused: merged, it would pass for good data."""
+    for name, var in ds.data_vars.items():
+        if not np.issubdtype(var.dtype, np.inexact):
+            continue
+        values = var.values.reshape(var.shape[0], -1) if var.ndim else var.values.reshape(1, -1)
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            where = (
+                f"sample(s) {_ranges(ds[SAMPLE].values[bad])}"
+                if var.ndim and var.dims[0] == SAMPLE and SAMPLE in ds.coords
+                else "its values"
+            )
+            raise ValueError(
+                f"{path}: variable {name!r} holds NaN/inf in {where}; regenerate that shard"
+            )
 
 
 def _check_compatible(path_a: Path, a: xr.Dataset, path_b: Path, b: xr.Dataset) -> None:

@@ -29,6 +29,7 @@ class Variable:
 
     `role` is "input" (sampled: parameters, initial conditions, forcing) or "output"
     (produced by the reference solver). `optional` outputs are written only when present.
+    `standard_name` is the CF standard name, where the CF standard-name table has one.
     """
 
     dims: tuple[str, ...]
@@ -36,14 +37,34 @@ class Variable:
     long_name: str
     role: str = "output"
     optional: bool = False
+    standard_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Coordinate:
+    """A grid dimension's values and CF attributes.
+
+    A dimension named `time` is a CF time axis (CF §4.4): `Coordinate.time_axis`. A
+    non-dimensional model time is not one: give it another name and no `axis`. A vertical
+    coordinate other than pressure says which way is `positive` ("up" or "down", §4.3).
+    """
+
     values: Any  # numpy array, kept off the traced path
     units: str
     long_name: str
     axis: str | None = None
+    standard_name: str | None = None
+    positive: str | None = None
+
+    #: CF time units need a reference date; a model's clock starts at an arbitrary one
+    MODEL_TIME_UNITS: ClassVar[str] = "seconds since 2000-01-01"
+
+    @classmethod
+    def time_axis(cls, seconds: Any, long_name: str) -> Coordinate:
+        """The CF time axis of a model clock: `seconds` from the start of the stored run
+        (what `long_name` says it is), counted from the arbitrary date of
+        `MODEL_TIME_UNITS`."""
+        return cls(seconds, cls.MODEL_TIME_UNITS, long_name, axis="T", standard_name="time")
 
 
 class Problem(eqx.Module):

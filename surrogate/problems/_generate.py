@@ -71,4 +71,4 @@ def generate(
                 f"(e.g. time step) for {problem.name}"
             )
     ds = problem.to_dataset(stored, outputs, seed=seed)
-    return ds.assign_coords({SAMPLE: indices})
+    return ds.assign_coords({SAMPLE: (SAMPLE, indices, ds[SAMPLE].attrs)})

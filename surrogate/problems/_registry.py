@@ -56,8 +56,9 @@ def _class_of(path: str, *, trusted: bool) -> type[Problem]:
             )
         try:
             importlib.import_module(module)
-        except ImportError as e:
-            raise ValueError(f"cannot import problem module {module!r}: {e}") from None
+        except Exception as e:  # missing, or failing on import (as a broken plugin is said)
+            why = str(e) if isinstance(e, ImportError) else f"{type(e).__name__}: {e}"
+            raise ValueError(f"cannot import problem module {module!r}: {why}") from None
     cls = getattr(sys.modules[module], cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Problem)):
         raise ValueError(f"{path!r} is not a surrogate.problems.Problem subclass")

@@ -22,6 +22,12 @@ from ._base import Coordinate, Problem, Variable
 # A 256-point solve differs from a 2048-point one by a relative 6e-5 (ν = 0.1) to 1e-4
 # (ν = 0.01) at T = 1, far below any surrogate's error; coarser grids lose accuracy fast.
 _MIN_SOLVE_POINTS = 256
+_MAX_POINTS = 2**16
+# dt · k_max · max|u| of the largest step accepted. Measured (ν = 1e-3 and 1e-2, 64 to 256
+# points, α from 0.75 to 2): blow-up between 6 and 12; for α = 2 the error at 8 is that of a
+# 4× smaller step, for rough fields (α = 1) it grows 3× from 2 to 4
+_MAX_STEP_NUMBER = 2.0
+_MAX_STEPS = 1e7
 
 
 class Burgers(Problem):
@@ -48,19 +54,64 @@ class Burgers(Problem):
     model_targets: ClassVar[tuple[str, ...]] = ("u",)
 
     def __check_init__(self):
-        if self.resolution < 4 or self.resolution % 2:
-            raise ValueError(f"resolution must be even and >= 4, got {self.resolution}")
-        if not self.viscosity > 0:
-            raise ValueError(f"viscosity must be positive, got {self.viscosity}")
-        if not self.final_time > 0:
-            raise ValueError(f"final_time must be positive, got {self.final_time}")
+        if not 4 <= self.resolution <= _MAX_POINTS or self.resolution % 2:
+            raise ValueError(
+                f"resolution must be even and in [4, {_MAX_POINTS}], got {self.resolution}"
+            )
+        if not 0 <= self.solve_resolution <= _MAX_POINTS:
+            raise ValueError(
+                f"solve_resolution must be in [0, {_MAX_POINTS}] (0 = automatic), "
+                f"got {self.solve_resolution}"
+            )
+        if not 0 < self.viscosity <= 100:
+            raise ValueError(f"viscosity must be positive and <= 100, got {self.viscosity}")
+        if not 0 < self.final_time <= 1000:
+            raise ValueError(f"final_time must be positive and <= 1000, got {self.final_time}")
         if self.solve_resolution and self.solve_resolution % self.resolution:
             raise ValueError(
                 f"solve_resolution {self.solve_resolution} is not a multiple "
                 f"of resolution {self.resolution}"
             )
-        if self.n_times < 0:
-            raise ValueError(f"n_times must be >= 0, got {self.n_times}")
+        if not 0 <= self.n_times <= 10_000:
+            raise ValueError(f"n_times must be in [0, 10000], got {self.n_times}")
+        # the GRF's pointwise variance Σ λ_k is finite in 1-D for alpha > 1/2
+        if not 0.5 < self.alpha <= 10:
+            raise ValueError(f"alpha must be > 0.5 and <= 10, got {self.alpha}")
+        if not 0 <= self.tau <= 1000:
+            raise ValueError(f"tau must be in [0, 1000], got {self.tau}")
+        if not 0 < self.sigma <= 10_000:
+            raise ValueError(f"sigma must be positive and <= 10000, got {self.sigma}")
+        if not 0 <= self.dt <= self.final_time:
+            raise ValueError(
+                f"dt must be in [0, final_time = {self.final_time}] (0 = automatic), got {self.dt}"
+            )
+        self._check_time_step()
+
+    def _check_time_step(self):
+        """ETDRK4 integrates the diffusion exactly, but its explicit nonlinear term needs
+        dt · k_max · max|u| ≲ 1 (`BurgersSolver`); well past that the solution blows up or,
+        worse, stays finite and wrong (ν = 0.1, one step over [0, 1]: 46% off). max|u| is
+        bounded by u0's (maximum principle), taken as 5 standard deviations of the GRF on
+        the solver grid, sqrt(Σ_k λ_k) (`surrogate.fields`)."""
+        m = np.arange(1, self.fine // 2 + 1, dtype=np.float64)
+        var = 2 * np.sum(self.sigma**2 * (4 * np.pi**2 * m**2 + self.tau**2) ** -self.alpha)
+        u_max = 5 * float(np.sqrt(var))
+        k_max = 2 * np.pi * (self.fine // 3)
+        dt_max = _MAX_STEP_NUMBER / (k_max * u_max)
+        step = self.dt or self.solver.dt
+        if step > dt_max:
+            what = f"dt {self.dt:g}" if self.dt else f"the automatic dt {step:.3g}"
+            raise ValueError(
+                f"{what} is beyond what the ETDRK4 stepper resolves on {self.fine} points "
+                f"(dt · k_max · max|u| <= {_MAX_STEP_NUMBER}, max|u| ≈ {u_max:.3g} for these "
+                f"GRF options): the largest acceptable dt is {dt_max:.3g}"
+            )
+        if self.final_time / step > _MAX_STEPS:
+            raise ValueError(
+                f"dt {step:.3g} takes {self.final_time / step:.3g} steps to final_time "
+                f"{self.final_time}; at most {_MAX_STEPS:g}: dt must be >= "
+                f"{self.final_time / _MAX_STEPS:.3g}"
+            )
 
     @property
     def fine(self) -> int:
@@ -111,14 +162,15 @@ class Burgers(Problem):
             )
         }
         if self.n_times:
-            c["time"] = Coordinate(self.times(), "1", "time", axis="T")
+            # non-dimensional, like the equation: not a CF time axis
+            c["model_time"] = Coordinate(self.times(), "1", "time in non-dimensional units")
         return c
 
     def variables(self) -> dict[str, Variable]:
         return {
             "u0": Variable(("x",), "1", "initial velocity", role="input"),
             "u": Variable(("x",), "1", f"velocity at t = {self.final_time:g}"),
-            "u_t": Variable(("time", "x"), "1", "velocity trajectory", optional=True),
+            "u_t": Variable(("model_time", "x"), "1", "velocity trajectory", optional=True),
         }
 
     def solver_settings(self) -> dict:

@@ -138,39 +138,50 @@ class Convection(Problem):
         dp = (1e5 - self.p_top) / self.n_levels
         p = 1e5 - dp * (np.arange(self.n_levels) + 0.5)
         return {
-            "time": Coordinate(self.times(), "s", "time since the end of spin-up", axis="T"),
-            "level": Coordinate(p, "Pa", "air_pressure at the level centre", axis="Z"),
+            "time": Coordinate.time_axis(self.times(), "time since the end of spin-up"),
+            "level": Coordinate(
+                p, "Pa", "air pressure at the level centre", axis="Z", standard_name="air_pressure"
+            ),
         }
 
     def variables(self) -> dict[str, Variable]:
-        def forcing(units, what):
-            return Variable((), units, what, role="input")
+        def forcing(units, what, standard_name=None):
+            return Variable((), units, what, role="input", standard_name=standard_name)
+
+        def profile(dims, units, what, standard_name, role="output"):
+            return Variable(dims, units, what, role=role, standard_name=standard_name)
 
         return {
-            "sst": forcing("K", "sea_surface_temperature under the column"),
-            "wind": forcing("m s-1", "surface wind speed in the bulk flux formulae"),
+            "sst": forcing("K", "sea surface temperature under the column",
+                           "sea_surface_temperature"),  # fmt: skip
+            "wind": forcing("m s-1", "surface wind speed in the bulk flux formulae", "wind_speed"),
             "adv_cooling": forcing("K day-1", "amplitude of the large-scale advective cooling"),
             "adv_moistening": forcing(
                 "g kg-1 day-1", "amplitude of the large-scale advective moistening"
             ),
-            "T_init": Variable(("level",), "K", "air_temperature before spin-up", role="input"),
-            "q_init": Variable(
-                ("level",), "kg kg-1", "specific_humidity before spin-up", role="input"
-            ),
-            "T": Variable(("time", "level"), "K", "air_temperature"),
-            "q": Variable(("time", "level"), "kg kg-1", "specific_humidity"),
-            "heating": Variable(
+            "T_init": profile(("level",), "K", "air temperature before spin-up",
+                              "air_temperature", role="input"),  # fmt: skip
+            "q_init": profile(("level",), "kg kg-1", "specific humidity before spin-up",
+                              "specific_humidity", role="input"),  # fmt: skip
+            "T": profile(("time", "level"), "K", "air temperature", "air_temperature"),
+            "q": profile(("time", "level"), "kg kg-1", "specific humidity", "specific_humidity"),
+            "heating": profile(
                 ("time", "level"),
                 "K day-1",
-                "tendency_of_air_temperature_due_to_convection (simplified Betts-Miller)",
+                "temperature tendency due to convection (simplified Betts-Miller)",
+                "tendency_of_air_temperature_due_to_convection",
             ),
-            "moistening": Variable(
+            "moistening": profile(
                 ("time", "level"),
                 "g kg-1 day-1",
-                "tendency_of_specific_humidity_due_to_convection (simplified Betts-Miller)",
+                "specific humidity tendency due to convection (simplified Betts-Miller)",
+                "tendency_of_specific_humidity_due_to_convection",
             ),
-            "precip": Variable(
-                ("time",), "mm day-1", "convective_precipitation_rate (liquid water depth)"
+            "precip": profile(
+                ("time",),
+                "mm day-1",
+                "convective precipitation rate (liquid water depth)",
+                "lwe_convective_precipitation_rate",
             ),
         }
 

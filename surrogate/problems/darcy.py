@@ -39,11 +39,21 @@ class Darcy(Problem):
     model_targets: ClassVar[tuple[str, ...]] = ("u",)
 
     def __check_init__(self):
-        if self.resolution < 4 or self.solve_resolution < self.resolution:
+        if not 4 <= self.resolution <= self.solve_resolution <= 4097:
             raise ValueError(
-                f"need 4 <= resolution <= solve_resolution, got {self.resolution}, "
+                f"need 4 <= resolution <= solve_resolution <= 4097, got {self.resolution}, "
                 f"{self.solve_resolution}"
             )
+        for name in ("high", "low"):
+            if not 0 < getattr(self, name) <= 1e6:
+                raise ValueError(f"{name} must be positive and <= 1e6, got {getattr(self, name)}")
+        # the GRF's pointwise variance is finite in 2-D for alpha > 1
+        if not 1 < self.alpha <= 10:
+            raise ValueError(f"alpha must be > 1 and <= 10, got {self.alpha}")
+        if not 0 < self.tau <= 1000:
+            raise ValueError(f"tau must be positive and <= 1000, got {self.tau}")
+        if not 0 <= self.rtol < 1:
+            raise ValueError(f"rtol must be in [0, 1) (0 = default), got {self.rtol}")
         if (self.solve_resolution - 1) % (self.resolution - 1):
             raise ValueError(
                 f"resolution {self.resolution} is not a subsampling of the "

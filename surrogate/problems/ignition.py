@@ -171,7 +171,7 @@ class Ignition(Problem):
         return result
 
     def coords(self) -> dict[str, Coordinate]:
-        return {"time": Coordinate(self.times(), "s", "time", axis="T")}
+        return {"time": Coordinate.time_axis(self.times(), "time since the start of the run")}
 
     def variables(self) -> dict[str, Variable]:
         v = {n: Variable((), u, ln, role="input") for n, u, ln in PARAMETERS}

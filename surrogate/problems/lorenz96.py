@@ -13,8 +13,9 @@ X̂ one step of the one-level model with U = 0 from the true X(t)
 coupled with `coupling="once"` and this U reproduces the truth step by step.
 
 One sample is one random initial state, spun up onto the attractor, then `n_times` states
-`save_interval` apart (the coarse step Δt): X(time, k), optionally Y(time, k, j), and
-U(time, k). A surrogate maps the field X over the ring to U (`model_inputs = ("X",)`).
+`save_interval` apart (the coarse step Δt): X(model_time, k), optionally
+Y(model_time, k, j), and U(model_time, k). A surrogate maps the field X over the ring to U
+(`model_inputs = ("X",)`).
 """
 
 from __future__ import annotations
@@ -154,8 +155,9 @@ class Lorenz96Closure(Problem):
 
     def coords(self) -> dict[str, Coordinate]:
         return {
-            "time": Coordinate(
-                self.times(), "1", "time since the end of spin-up (model time units)", axis="T"
+            # Lorenz's model time unit (MTU) is non-dimensional: not a CF time axis
+            "model_time": Coordinate(
+                self.times(), "1", "time since the end of spin-up in model time units"
             ),
             "k": Coordinate(np.arange(self.k), "1", "index of the slow variable on its ring"),
             "j": Coordinate(np.arange(self.j), "1", "index of the fast variable in sector k"),
@@ -165,10 +167,10 @@ class Lorenz96Closure(Problem):
         return {
             "x0": Variable(("k",), "1", "slow variables X_k before spin-up", role="input"),
             "y0": Variable(("k", "j"), "1", "fast variables Y_jk before spin-up", role="input"),
-            "X": Variable(("time", "k"), "1", "slow variables X_k"),
-            "Y": Variable(("time", "k", "j"), "1", "fast variables Y_jk", optional=True),
+            "X": Variable(("model_time", "k"), "1", "slow variables X_k"),
+            "Y": Variable(("model_time", "k", "j"), "1", "fast variables Y_jk", optional=True),
             "U": Variable(
-                ("time", "k"),
+                ("model_time", "k"),
                 "1",
                 "sub-grid tendency of X_k per model time unit (tendency difference over the "
                 "coarse step, Arnold et al. 2013)",

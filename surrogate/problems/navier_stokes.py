@@ -44,12 +44,35 @@ class NavierStokes(Problem):
     model_targets: ClassVar[tuple[str, ...]] = ("w",)
 
     def __check_init__(self):
+        # a stored grid coarser than 8 points keeps at most 2 dealiased modes per axis
+        if not 8 <= self.resolution <= self.solve_resolution:
+            raise ValueError(
+                f"resolution must be in [8, solve_resolution = {self.solve_resolution}], "
+                f"got {self.resolution}"
+            )
+        if not 8 <= self.solve_resolution <= 4096:
+            raise ValueError(f"solve_resolution must be in [8, 4096], got {self.solve_resolution}")
         if self.solve_resolution % self.resolution:
             raise ValueError(
                 f"resolution {self.resolution} must divide solve_resolution {self.solve_resolution}"
             )
+        if not 0 <= self.viscosity <= 1:
+            raise ValueError(f"viscosity must be in [0, 1], got {self.viscosity}")
+        # snapshots are stored every time unit
+        if not (2 <= self.final_time <= 10_000 and float(self.final_time).is_integer()):
+            raise ValueError(
+                f"final_time must be a whole number of time units in [2, 10000], "
+                f"got {self.final_time}"
+            )
         if not 1 <= self.n_in < self.final_time:
             raise ValueError(f"n_in must be in [1, final_time), got {self.n_in}")
+        if not 0 < self.dt <= 1:
+            raise ValueError(f"dt must be positive and <= 1 (the snapshot interval), got {self.dt}")
+        if self.final_time / self.dt > 1e8:
+            raise ValueError(
+                f"dt {self.dt:g} takes {self.final_time / self.dt:.3g} steps to final_time "
+                f"{self.final_time:g}; at most 1e8: dt must be >= {self.final_time / 1e8:.3g}"
+            )
 
     @property
     def solver(self) -> NavierStokesSolver:
@@ -84,7 +107,10 @@ class NavierStokes(Problem):
         v = np.arange(self.resolution) / self.resolution
         n_t = round(self.final_time)
         return {
-            "time": Coordinate(np.arange(1, n_t + 1, dtype=np.float64), "1", "time", "T"),
+            # non-dimensional, like the equation: not a CF time axis
+            "model_time": Coordinate(
+                np.arange(1, n_t + 1, dtype=np.float64), "1", "time in non-dimensional units"
+            ),
             "x": Coordinate(v, "1", "x position on the unit torus", axis="X"),
             "y": Coordinate(v, "1", "y position on the unit torus", axis="Y"),
         }
@@ -92,7 +118,7 @@ class NavierStokes(Problem):
     def variables(self) -> dict[str, Variable]:
         return {
             "w0": Variable(("x", "y"), "1", "initial vorticity", role="input"),
-            "w": Variable(("time", "x", "y"), "1", "vorticity"),
+            "w": Variable(("model_time", "x", "y"), "1", "vorticity"),
         }
 
     def solver_settings(self) -> dict:

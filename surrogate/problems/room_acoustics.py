@@ -141,13 +141,14 @@ class RoomAcoustics(Problem):
         return {"p": fields[(slice(None),) + (slice(None, None, s),) * self.ndim]}
 
     def coords(self) -> dict[str, Coordinate]:
-        c = {"time": Coordinate(self.times(), "s", "time since the pulse", axis="T")}
+        c = {"time": Coordinate.time_axis(self.times(), "time since the pulse")}
         for axis, x in zip(_AXES, self.room.coords(), strict=False):
             c[axis] = Coordinate(
                 np.asarray(x, np.float64)[:: self.stride],
                 "m",
                 f"{axis} position of the cell centre",
                 axis=axis.upper(),
+                positive="up" if axis == "z" else None,  # height above the floor
             )
         return c
 
@@ -155,7 +156,12 @@ class RoomAcoustics(Problem):
         grid = _AXES[: self.ndim]
         return {
             "x0": Variable(("dim",), "m", "source position (x, y[, z])", role="input"),
-            "p": Variable(("time", *grid), "Pa", "sound pressure of a 1 Pa Gaussian pulse"),
+            "p": Variable(
+                ("time", *grid),
+                "Pa",
+                "sound pressure of a 1 Pa Gaussian pulse",
+                standard_name="sound_pressure_in_air",
+            ),
         }
 
     def solver_settings(self) -> dict:

@@ -3,11 +3,14 @@
 One epoch is one jit-compiled `lax.scan` over its minibatches; Python only loops over
 epochs (for the progress bar, validation, checkpoints). Epoch e shuffles with
 `fold_in(key, e)`, so a run resumed from the checkpoint of epoch e continues exactly as
-the uninterrupted run would.
+the uninterrupted run would. A `fingerprint` (any JSON-able description of the run: its
+data, model and optimiser settings) is recorded in the checkpoint, and resuming with a
+different one is refused, since the continued run would be neither the old nor the new one.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -106,6 +109,8 @@ def fit(
     key: PRNGKeyArray,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    fingerprint: dict | None = None,
+    force_resume: bool = False,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
 ) -> tuple[eqx.Module, dict[str, list]]:
@@ -113,12 +118,22 @@ def fit(
 
     `train` and `valid` are pytrees of arrays with the sample axis first. The checkpoint
     (model, optimiser state, epoch, history) is rewritten atomically after every epoch;
-    with `resume=True` training continues from it. If the loss becomes NaN or infinite,
-    training stops with `TrainingDiverged` and the checkpoint of the last good epoch stays.
+    with `resume=True` training continues from it. `fingerprint` is written with it; resuming
+    a checkpoint whose fingerprint differs raises `ValueError` naming the differences, unless
+    `force_resume=True` (then the run goes on, and the new fingerprint is recorded). If the
+    loss becomes NaN or infinite, training stops with `TrainingDiverged` and the checkpoint
+    of the last good epoch stays.
     Returns the trained model and the history (per-epoch `train_loss`, `valid_loss`, `time`).
     """
     n, batch_size = check_arguments(train, valid, epochs, batch_size)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    if resume and checkpoint is not None and fingerprint is not None and not force_resume:
+        differences = resume_differences(checkpoint, fingerprint)
+        if differences:
+            raise ValueError(
+                f"checkpoint {checkpoint} is of another run: {'; '.join(differences)}; "
+                "pass force_resume=True to continue it anyway"
+            )
     model, opt_state, start, history = restore(model, opt_state, checkpoint, resume)
     epoch = _make_epoch(loss_fn, optimizer)
     evaluate = _make_eval(loss_fn, batch_size)
@@ -135,6 +150,7 @@ def fit(
         model, opt_state, run_epoch, None if valid is None else validate,
         start=start, epochs=epochs, history=history, checkpoint=checkpoint,
         progress=progress, callback=callback,
+        header={} if fingerprint is None else {"fingerprint": fingerprint},
     )  # fmt: skip
     return model, history
 
@@ -165,8 +181,49 @@ def restore(model, opt_state, checkpoint: str | Path | None, resume: bool):
     if not Path(checkpoint).exists():
         return model, opt_state, 0, history
     header = read_header(checkpoint)
+    epoch, saved = header.get("epoch"), header.get("history")
+    if not (
+        isinstance(epoch, int)
+        and epoch >= 0
+        and isinstance(saved, dict)
+        and all(isinstance(saved.get(k), list) and len(saved[k]) == epoch for k in history)
+    ):
+        raise ValueError(
+            f"{checkpoint} is not a training checkpoint (no epoch count and history of "
+            "that many epochs in its header)"
+        )
     model, opt_state = read_tree(checkpoint, (model, opt_state))
-    return model, opt_state, int(header["epoch"]), header["history"]
+    return model, opt_state, epoch, {k: saved[k] for k in history}
+
+
+def _differences(old, new, where: str = "") -> list[str]:
+    """'key: OLD in the checkpoint, NEW now' for every leaf of two JSON trees that differs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            name = f"{where}.{k}" if where else str(k)
+            if k not in old:
+                out.append(f"{name}: absent in the checkpoint, {new[k]!r} now")
+            elif k not in new:
+                out.append(f"{name}: {old[k]!r} in the checkpoint, absent now")
+            else:
+                out += _differences(old[k], new[k], name)
+        return out
+    if old == new:
+        return []
+    return [f"{where or 'fingerprint'}: {old!r} in the checkpoint, {new!r} now"]
+
+
+def resume_differences(checkpoint: str | Path, fingerprint: dict) -> list[str]:
+    """How the run `fingerprint` describes differs from the one that wrote `checkpoint`
+    (empty when they agree or there is no checkpoint yet)."""
+    if not Path(checkpoint).exists():
+        return []
+    header = read_header(checkpoint)
+    if "fingerprint" not in header:
+        return ["the checkpoint records no fingerprint of its run (data, model, optimiser)"]
+    # through JSON, as the header stores it: tuples become lists, keys strings
+    return _differences(header["fingerprint"], json.loads(json.dumps(fingerprint)))
 
 
 def epoch_loop(
@@ -183,13 +240,15 @@ def epoch_loop(
     callback: Callable[[int, dict], None] | None,
     lead: bool = True,
     to_host: Callable[[PyTree], PyTree] = lambda tree: tree,
+    header: dict | None = None,
 ):
     """The epochs `start .. epochs` shared by `fit` and `hpc.fit_distributed`.
 
     `run_epoch(e, model, opt_state)` returns the new model, state and mean training loss;
     a non-finite training or validation loss raises `TrainingDiverged` (carrying the last
     good model, through `to_host`) before anything is overwritten. Only the `lead`
-    process shows progress and writes the checkpoint (of `to_host((model, opt_state))`).
+    process shows progress and writes the checkpoint (of `to_host((model, opt_state))`,
+    with `header`'s items in its header).
     """
     bar = tqdm(range(start, epochs), initial=start, total=epochs, disable=not (progress and lead),
                desc="training", unit="epoch", leave=False)  # fmt: skip
@@ -212,8 +271,8 @@ def epoch_loop(
         history["valid_loss"].append(valid_loss)
         history["time"].append(time.perf_counter() - t0)
         if checkpoint is not None and lead:
-            header = {"epoch": e + 1, "history": history}
-            write_tree(checkpoint, header, to_host((model, opt_state)))
+            meta = {**(header or {}), "epoch": e + 1, "history": history}
+            write_tree(checkpoint, meta, to_host((model, opt_state)))
         bar.set_postfix(train=f"{train_loss:.4g}", valid=f"{valid_loss:.4g}")
         if callback is not None:
             callback(e + 1, {k: v[-1] for k, v in history.items()})
