@@ -24,7 +24,7 @@ KEY = jax.random.key(0)
 
 def _families():
     from surrogate.applications.convection import ConvectionMLP, ConvectionSSM
-    from surrogate.applications.ignition import TrajectoryMLP
+    from surrogate.applications.ignition import KernelRidge, TrajectoryMLP
     from surrogate.applications.lorenz96 import (
         AR1Closure,
         FNOClosure,
@@ -88,6 +88,14 @@ def _families():
         "trajectory_mlp": (
             TrajectoryMLP(7, 2, times=np.linspace(0, 1, 5), width=8, depth=1, key=KEY),
             jnp.ones(7),
+        ),
+        "kernel_ridge": (
+            KernelRidge.fit(
+                jnp.exp(jax.random.normal(KEY, (6, 3))),
+                jax.random.normal(jax.random.key(1), (6, 5)),
+                jnp.linspace(0.1, 1.0, 5),
+            ),
+            jnp.ones(3),
         ),
         "polynomial_closure": (
             PolynomialClosure(3, jnp.array([0.1, 0.2, 0.3, 0.4]), key=KEY),
