@@ -17,8 +17,9 @@ version with width 24, lr 1e-2, batch 64, 15 epochs) with the package's own defa
   expansion 0.5 with soft-gating skips inside the blocks, linear FNO skips, no padding.
 - optimisation: `neuralop.training.AdamW(lr=1e-2, weight_decay=1e-4)` (betas 0.9/0.999,
   eps 1e-6 added to the uncorrected √v, decoupled decay p ← p − lr·wd·p after the step;
-  optax.adamw: eps 1e-8 on the corrected √v), `CosineAnnealingLR(T_max=30)` stepped once per epoch by the Trainer, so over 15
-  epochs the rate falls only from 1e-2 to 1e-2·(1 + cos(14π/30))/2 ≈ 5.5e-3.
+  optax.adamw: eps 1e-8 on the corrected √v), `CosineAnnealingLR(T_max=30)` stepped once
+  per epoch by the Trainer, so over 15 epochs the rate falls only from 1e-2 to
+  1e-2·(1 + cos(14π/30))/2 ≈ 5.5e-3 in the last epoch.
 - loss: `H1Loss(d=2)` (relative, periodic central differences, summed over the batch) on
   the *normalized* outputs and targets during training; evaluation `H1Loss(d=2)` and
   `LpLoss(d=2, p=2)` on decoded outputs against raw targets, summed and divided by the number
