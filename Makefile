@@ -34,7 +34,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	mkdir -p benchmarks/results
-	for b in benchmarks/*.py; do \
+	for b in benchmarks/[!_]*.py; do \
 		echo "== $$b"; $(PY) $$b | tee -a benchmarks/results/all.jsonl || exit 1; \
 	done
 

@@ -2,7 +2,7 @@
 against neuraloperator 2.0's FNO trained by its own example, same data, same run.
 
     python benchmarks/own_data_darcy.py [--pt-dir DIR] [--no-peer] [--no-peer-variants]
-        [--peer-threads N]
+        [--peer-threads auto|0|N]
 
 1. Data. neuraloperator's small Darcy flow (1000 training samples at 16², 50 test samples at
    16² and the same 50 at 32², of which the 16² ones are every second point) are the .pt files
@@ -40,9 +40,12 @@ the peer's example 0.118-0.131 and 0.145-0.154. What the config
 cannot say: the peer's cosine is half a period over the run (T_max = 2 × epochs, stepped
 per epoch), ours decays to zero per step; the variant line shows the peer with ours.
 
-Threads: both use all cores by default. torch's OpenMP pool is fragile when another process
-shares the cores (epochs of 1.5 s took 30-90 s here beside a test run); `--peer-threads 1`
-then gives the peer steady times (about 2 s an epoch on this machine).
+Threads: both use all cores. torch's OpenMP pool is fragile when another process shares the
+cores (epochs of 1.5 s took 15-90 s here beside a test run, and the whole benchmark 17
+minutes instead of 2), so by default (`--peer-threads auto`) the peer gets one thread when
+another process is runnable as it starts (/proc/loadavg, median of 5 looks; about 2 s an
+epoch here, steady); the JSON line records the threads and the load. `--peer-threads 0` is
+torch's own choice always.
 
 Every test figure is computed here, from each library's predictions, with the same code:
 relative L2 and relative H1 (neuraloperator's H1Loss: periodic central differences), means
@@ -368,12 +371,41 @@ def peer(pt_dir: Path, threads: int | None, per_step: bool) -> dict | None:
     return p
 
 
+def other_runnable(looks: int = 5) -> int:
+    """Runnable processes besides this one, the median of a few looks at /proc/loadavg
+    (its fourth field is running/total); 0 where there is no /proc."""
+    counts = []
+    for _ in range(looks):
+        try:
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            return 0
+        counts.append(running - 1)
+        time.sleep(0.2)
+    return sorted(counts)[len(counts) // 2]
+
+
+def peer_threads(option: str) -> int | None:
+    """torch threads for the peer: None leaves torch's own choice (all cores)."""
+    if option == "auto":
+        busy = other_runnable()
+        if busy:
+            print(f"{busy} other process(es) running: the peer gets 1 thread", file=sys.stderr)
+            return 1
+        return None
+    return int(option) or None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pt-dir", help="folder of neuraloperator's darcy_*_16/32.pt")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--no-peer-variants", action="store_true", help="only the example itself")
-    ap.add_argument("--peer-threads", type=int, help="torch threads (default: torch's own)")
+    ap.add_argument(
+        "--peer-threads",
+        default="auto",
+        help="torch threads: N, 0 (torch's own) or auto (1 on a loaded machine, else torch's)",
+    )
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     pt_dir = find_pt_dir(args.pt_dir)
@@ -419,7 +451,8 @@ def main() -> None:
     variants = [False] if args.no_peer_variants else [False, True]
     for per_step in variants:
         load_before = os.getloadavg()
-        p = peer(pt_dir, args.peer_threads, per_step)
+        threads = peer_threads(args.peer_threads)
+        p = peer(pt_dir, threads, per_step)
         if p is None:
             continue
         r = results_of(p["predictions"], targets)
@@ -448,6 +481,7 @@ def main() -> None:
                     "torch": p["torch"],
                     "neuraloperator": p["neuraloperator"],
                     "threads": p["threads"],
+                    "threads_option": args.peer_threads,
                 },
                 "results": r,
             }
