@@ -124,33 +124,23 @@ def main() -> None:
         )
         optimizer = AdamW(model.parameters(), lr=e["lr"], weight_decay=e["weight_decay"])
         h1loss, l2loss = H1Loss(d=2), LpLoss(d=2, p=2)
+        trainer = (PerStepTrainer if per_step else Trainer)(
+            model=model,
+            n_epochs=e["n_epochs"],
+            device="cpu",
+            data_processor=data_processor,
+            wandb_log=False,
+            eval_interval=e["eval_interval"],
+            use_distributed=False,
+            verbose=True,
+        )
         if per_step:
             steps = len(train_loader) * e["n_epochs"]
-            trainer = PerStepTrainer(
-                model=model,
-                n_epochs=e["n_epochs"],
-                device="cpu",
-                data_processor=data_processor,
-                wandb_log=False,
-                eval_interval=e["eval_interval"],
-                use_distributed=False,
-                verbose=True,
-            )
             trainer.per_step_scheduler = CosineAnnealingLR(optimizer, T_max=steps)
             scheduler = NoStep()
             scheduler_text = f"cosine to 0 over {steps} batches, stepped per batch"
         else:
             t_max = int(a.get("t_max_epochs", e["t_max"]))
-            trainer = Trainer(
-                model=model,
-                n_epochs=e["n_epochs"],
-                device="cpu",
-                data_processor=data_processor,
-                wandb_log=False,
-                eval_interval=e["eval_interval"],
-                use_distributed=False,
-                verbose=True,
-            )
             scheduler = CosineAnnealingLR(optimizer, T_max=t_max)
             scheduler_text = f"CosineAnnealingLR(T_max={t_max}) stepped per epoch"
         t = time.perf_counter()

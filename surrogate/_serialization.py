@@ -269,12 +269,13 @@ def _foreign_config(module: eqx.Module, where: str) -> dict:
         if not f.init:
             continue
         value = getattr(module, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else dataclasses.MISSING
-        try:
-            if default is not dataclasses.MISSING and bool(value == default):
+        if f.default is not dataclasses.MISSING:
+            try:
+                unchanged = bool(value == f.default)
+            except (TypeError, ValueError):  # arrays and modules do not compare to a bool
+                unchanged = False
+            if unchanged:
                 continue
-        except (TypeError, ValueError):
-            pass
         out[f.name] = _encode(value, f"{where}.{f.name}")
     return out
 
