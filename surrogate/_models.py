@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 
 import equinox as eqx
+import jax
 
+from ._resources import format_bytes, memory
 from ._serialization import is_savable
 
 # name -> (module, class); imported when used, so that `surrogate list` stays light
@@ -75,4 +78,47 @@ def build_model(
     for name in ("modes", "sensor_shape"):
         if isinstance(spec.get(name), list):
             spec[name] = tuple(spec[name])
-    return cls(in_channels, out_channels, **spec, key=key)
+    for name, value in spec.items():
+        _check_number(kind, name, value)
+
+    def make():
+        return cls(in_channels, out_channels, **spec, key=key)
+
+    try:  # sizes first, by tracing the constructor without allocating
+        shapes = eqx.filter_eval_shape(make)
+    except Exception:  # a bad option, or a constructor that needs concrete values:
+        shapes = None  # either way the real construction below says which
+    try:
+        need = sum(a.size * a.dtype.itemsize for a in _arrays(shapes))
+        have = memory()
+        if have is not None and need > have / 2:
+            raise ValueError(
+                f"[model] {kind}: its parameters would take {format_bytes(need)}, more than "
+                f"half of this machine's {format_bytes(have)}; make it smaller"
+            )
+        return make()
+    except (TypeError, ValueError) as e:  # the constructor's own checks, said as config
+        message = str(e)
+        if message.startswith("[model]"):
+            raise
+        raise ValueError(f"[model] {kind}: {message}") from None
+
+
+# Integer model options (widths, layers, modes, levels) above this are typos, not models.
+MAX_MODEL_INT = 2**16
+
+
+def _check_number(kind: str, name: str, value) -> None:
+    """Refuse a non-finite float or an integer beyond MAX_MODEL_INT in [model] (also
+    inside a list such as `modes`), before the constructor loops over it."""
+    for v in value if isinstance(value, tuple | list) else (value,):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"[model] {kind}: {name} must be finite, got {v!r}")
+        if isinstance(v, int) and abs(v) > MAX_MODEL_INT:
+            raise ValueError(f"[model] {kind}: {name} must be <= {MAX_MODEL_INT} in size, got {v}")
+
+
+def _arrays(tree) -> list:
+    return [a for a in jax.tree_util.tree_leaves(tree) if hasattr(a, "shape")]

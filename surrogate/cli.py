@@ -10,10 +10,11 @@ the command's inputs are refused before anything is written.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
+
+from ._resources import format_bytes, memory
 
 _USER_ERRORS = (ValueError, OSError, TypeError)
 
@@ -36,8 +37,31 @@ def _one_line(error: BaseException) -> str:
     return re.sub(r"\s*\n\s*", " ", str(error)).strip()
 
 
+class _StoreOnce(argparse.Action):
+    """`store`, refusing an option given twice (which value was meant?)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault(_GIVEN, {})
+        if self.dest in given:
+            parser.error(
+                f"option {option_string} given twice ({given[self.dest]!r} and {values!r}); "
+                "give it once"
+            )
+        given[self.dest] = values
+        setattr(namespace, self.dest, values)
+
+
+_GIVEN = "_options_given"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors on one line like every other error of the command."""
+    """argparse, with its errors on one line like every other error of the command, and
+    every option that takes a value refused when given twice."""
+
+    def add_argument(self, *names, **kwargs):
+        if names and names[0].startswith("-") and kwargs.get("action", "store") == "store":
+            kwargs["action"] = _StoreOnce
+        return super().add_argument(*names, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"surrogate: error: {message} (see {self.prog} --help)\n")
@@ -89,21 +113,6 @@ def _shard_size(n: int, shard: tuple[int, int]) -> int:
     return n // k + (1 if i < n % k else 0)
 
 
-def _format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    raise AssertionError  # unreachable
-
-
-def _memory() -> int | None:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not POSIX
-        return None
-
-
 def _dataset_bytes(problem, n: int) -> tuple[int, int]:
     """(bytes, values per sample) of the dataset of `n` samples of `problem`, from its
     variables and coordinate sizes, before anything is allocated (a lower bound: variables
@@ -124,12 +133,12 @@ def _dataset_bytes(problem, n: int) -> tuple[int, int]:
 def _check_fits(problem, n: int, what: str) -> None:
     """Refuse a dataset that cannot fit in memory, naming what it would need."""
     need, per_sample = _dataset_bytes(problem, n)
-    have = _memory()
+    have = memory()
     if have is not None and need > have:
         raise ValueError(
             f"{what}: {n} samples of {problem.name} ({per_sample} values of "
-            f"{8 if problem.needs_x64 else 4} bytes each) need {_format_bytes(need)} in "
-            f"memory, more than this machine's {_format_bytes(have)}; generate fewer "
+            f"{8 if problem.needs_x64 else 4} bytes each) need {format_bytes(need)} in "
+            f"memory, more than this machine's {format_bytes(have)}; generate fewer "
             "samples, or in shards (--shard i/n) whose samples fit"
         )
 
@@ -454,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
+        vars(args).pop(_GIVEN, None)
         if extra and args.command != "generate":
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # --help, or a one-line usage error

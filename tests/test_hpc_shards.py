@@ -28,9 +28,9 @@ def cli(*argv):
     return main([str(a) for a in argv])
 
 
-def generate_cli(out, *extra):
+def generate_cli(out, *extra, seed=7):
     return cli(
-        "generate", "burgers", "--n", N, "--seed", 7, *OPTIONS, "--out", out, "--quiet", *extra
+        "generate", "burgers", "--n", N, "--seed", seed, *OPTIONS, "--out", out, "--quiet", *extra
     )
 
 
@@ -69,7 +69,7 @@ def test_rerun_skips_complete_shard_and_refuses_foreign_file(runs, capsys):
     assert generate_cli(path, "--shard", "1/3") == 0
     assert "skipped" in capsys.readouterr().out
     assert (path.stat().st_mtime_ns, path.stat().st_ino) == before
-    assert generate_cli(path, "--shard", "1/3", "--seed", "8") == 2  # last --seed wins
+    assert generate_cli(path, "--shard", "1/3", seed=8) == 2
     err = capsys.readouterr().err
     assert err.startswith("surrogate: error:") and "holds a different dataset (seed = 7" in err
     assert (path.stat().st_mtime_ns, path.stat().st_ino) == before

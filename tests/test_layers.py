@@ -12,7 +12,7 @@ from pathlib import Path
 import surrogate
 
 # The generic base every layer may use.
-BASE = {"_version", "_atomic", "_serialization", "fields", "metrics"}
+BASE = {"_version", "_atomic", "_resources", "_serialization", "fields", "metrics"}
 # Generic core packages and what each may import besides BASE and itself: no problem, no
 # application, no model family it does not own.
 CORE = {

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import surrogate
 from surrogate import problems
 from surrogate._config import parse_config
+from surrogate._models import build_model
 from surrogate._serialization import FORMAT, read_header
 from surrogate.cli import main
 from surrogate.data import NormalizedModel, Normalizer, read_dataset, write_dataset
@@ -218,6 +219,19 @@ def test_plot_that_fails_while_writing_leaves_nothing(tmp_path, monkeypatch):
         (["burgers", "--n", "1", "--viscosity", "inf"], r"viscosity must be positive and <= 100"),
         (["darcy", "--n", "1", "--rtol", "-1"], r"rtol must be in \[0, 1\)"),
         (["burgers", "--n", "x"], r"argument --n: invalid int value: 'x'"),
+        (
+            ["burgers", "--n", "1", "--seed", "1", "--seed=2"],
+            r"option --seed given twice \(1 and 2\)",
+        ),
+        (["burgers", "--n", "1", "--n", "1"], r"option --n given twice \(1 and 1\)"),
+        (
+            ["room_acoustics", "--n", "1", "--f_max", "1e12"],
+            r"f_max must be a number in \(0, 1e\+06\]",
+        ),
+        (
+            ["lorenz96", "--n", "1", "--spin_up", "inf"],
+            r"spin_up must be a number in \[0, 1e\+06\]",
+        ),
     ],
 )
 def test_generate_errors_are_one_line(tmp_path, capsys, argv, message):
@@ -259,6 +273,24 @@ def test_config_numbers_have_ranges(tmp_path, capsys, files, training, message):
 
 
 @pytest.mark.parametrize(
+    "spec,message",
+    [
+        ({"type": "fno", "modes": [8], "n_layers": 10**9}, r"n_layers must be <= 65536 in size"),
+        ({"type": "fno", "modes": [10**9]}, r"modes must be <= 65536 in size, got 1000000000"),
+        ({"type": "fno", "modes": [8], "lifting_ratio": math.nan}, r"lifting_ratio must be finite"),
+        ({"type": "fno", "modes": [8], "width": 0}, r"\[model\] fno: .*width .*must be >= 1"),
+        ({"type": "fno", "modes": [8], "width": 20000}, r"would take 107 GiB, more than half"),
+        ({"type": "mgno", "levels": 0}, r"\[model\] mgno: need .*levels >= 1"),
+    ],
+)
+def test_model_options_are_checked_before_anything_is_allocated(spec, message, monkeypatch):
+    monkeypatch.setattr("surrogate._models.memory", lambda: 16 * 2**30)  # a 16 GiB machine
+    with pytest.raises(ValueError, match=message) as e:
+        build_model(spec, 1, 1, key=jax.random.key(0))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
     "name,options,message",
     [
         ("burgers", {"n_times": -1}, r"n_times must be in \[0, 10000\], got -1"),
@@ -275,6 +307,20 @@ def test_config_numbers_have_ranges(tmp_path, capsys, files, training, message):
         ("darcy", {"low": -3.0}, r"low must be positive and <= 1e6, got -3.0"),
         ("darcy", {"alpha": 1.0}, r"alpha must be > 1 and <= 10"),
         ("darcy", {"solve_resolution": 8193}, r"need 4 <= resolution <= solve_resolution <= 4097"),
+        ("lorenz96", {"k": 10**9}, r"k must be an integer in \[4, 10000\], got 1000000000"),
+        ("lorenz96", {"k": math.inf}, r"k must be an integer in \[4, 10000\], got inf"),
+        ("lorenz96", {"h": math.nan}, r"h must be a number in \[-1000, 1000\], got nan"),
+        ("lorenz96", {"n_times": 10**6, "dt": 1e-5, "save_interval": 0.05}, r"5e\+09 steps"),
+        ("convection", {"n_levels": 10**7}, r"n_levels must be an integer in \[2, 1000\]"),
+        ("convection", {"tau_bm": math.inf}, r"tau_bm must be a number in \(0, 3.1536e\+08\]"),
+        ("convection", {"spin_up": -1.0}, r"spin_up must be a number in \[0, "),
+        ("room_acoustics", {"points_per_wavelength": 1.0}, r"\[2, 100\] \(Nyquist: >= 2\)"),
+        ("room_acoustics", {"order": 3}, r"order must be 2 or 4"),
+        ("room_acoustics", {"f_max": 1e5, "ndim": 3}, r"the grid would have 3.\d+e\+10 cells"),
+        ("room_acoustics", {"duration": 100.0, "f_max": 1e4}, r"takes about 1.\d+e\+07 time"),
+        ("ignition", {"T0_min": -1.0}, r"T0_min must be a number in \(0, 1e\+12\]"),
+        ("ignition", {"extrapolation": 1e9}, r"extrapolation must be a number in \[0, 10\]"),
+        ("ignition", {"rtol": 0.0}, r"rtol must be a number in \(0, 0.1\]"),
     ],
 )
 def test_problem_options_have_ranges(name, options, message):
@@ -352,9 +398,8 @@ def test_fit_fingerprint_is_optional_and_checked(tmp_path):
 # 50 examples each in CI; FUZZ_N=2000 for a longer hunt
 _FUZZ = settings(max_examples=int(os.environ.get("FUZZ_N", 50)), deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-# the problems whose options are range-checked (lorenz96, convection, room_acoustics and
-# ignition are not yet: some huge values crash JAX or exhaust memory there)
-_NAMES = ["burgers", "navier_stokes", "darcy"]
+# every built-in problem (a plugin's options are its own business)
+_NAMES = [n for n in problems.available() if ":" not in n]
 _OPTIONS = sorted({o for n in _NAMES for o in problems.option_types(problems.problem_class(n))})
 _VALUES = st.one_of(
     st.integers(-(2**70), 2**70).map(str),

@@ -8,6 +8,7 @@ finds a built-in, plugin or `module:Class` problem; `generate` runs its solver i
 from ._base import Coordinate as Coordinate
 from ._base import Problem as Problem
 from ._base import Variable as Variable
+from ._base import check_option as check_option
 from ._dataset import problem_from_dataset as problem_from_dataset
 from ._dataset import problem_of_dataset as problem_of_dataset
 from ._dataset import problem_to_dataset as problem_to_dataset

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -21,6 +22,38 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._version import __version__
 from ..metrics import field_metrics
+
+
+def check_option(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    integer: bool = False,
+    note: str = "",
+) -> None:
+    """Refuse a problem option outside [low, high] ((low, high] with `low_open`), NaN and
+    non-numbers included, in one line naming the option, the value and the range.
+
+    For a problem's `__check_init__`: `check_option("viscosity", self.viscosity, 0, 1,
+    low_open=True)`. `integer` also refuses a non-integral value; `note` says why the
+    range is what it is.
+    """
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (not integer or float(value).is_integer())
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        lo = "" if low is None else f"{'(' if low_open else '['}{low:g}"
+        hi = "" if high is None else f"{high:g}]"
+        span = f" in {lo or '(-inf'}, {hi or 'inf)'}" if low is not None or high is not None else ""
+        why = f" ({note})" if note else ""
+        raise ValueError(f"{name} must be {kind}{span}{why}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ..metrics import r2_score
 from ..solvers.column import DAY, Column, betts_miller, pressure_levels
-from ._base import Coordinate, Problem, Variable
+from ._base import Coordinate, Problem, Variable, check_option
 
 # Ranges of the per-column forcing parameters, sampled uniformly.
 RANGES = {
@@ -41,6 +41,13 @@ def _steps(value: float, dt: float, name: str, minimum: int) -> int:
     if n < minimum or not math.isclose(n * dt, value, rel_tol=1e-9, abs_tol=1e-9):
         raise ValueError(f"{name} must be a multiple (>= {minimum}) of dt={dt} s, got {value}")
     return n
+
+
+# Option limits, far beyond any use (a GCM column has 30-100 levels), so that a typo is
+# refused here rather than by the allocator or after years of steps.
+_MAX_LEVELS, _MAX_TIMES = 1_000, 10_000_000
+_MAX_SECONDS = 10 * 365 * 86400.0
+_MAX_STEPS = 10**9
 
 
 class Convection(Problem):
@@ -66,20 +73,28 @@ class Convection(Problem):
     def __init__(self, n_levels: int = 40, *, p_top: float = 1e4, dt: float = 900.0,
                  spin_up: float = 86400.0, save_interval: float = 3600.0, n_times: int = 96,
                  tau_bm: float = 7200.0, rh_bm: float = 0.7):  # fmt: skip
+        check_option("n_levels", n_levels, 2, _MAX_LEVELS, integer=True, note="30-60 intended")
+        check_option("n_times", n_times, 1, _MAX_TIMES, integer=True)
         self.n_levels, self.p_top, self.dt = int(n_levels), float(p_top), float(dt)
         self.spin_up, self.save_interval = float(spin_up), float(save_interval)
         self.n_times, self.tau_bm, self.rh_bm = int(n_times), float(tau_bm), float(rh_bm)
 
     def __check_init__(self):
-        if not 2 <= self.n_levels:
-            raise ValueError(f"n_levels must be >= 2 (30-60 intended), got {self.n_levels}")
-        if self.n_times < 1:
-            raise ValueError(f"n_times must be >= 1, got {self.n_times}")
-        if not 0 < self.rh_bm <= 1:
-            raise ValueError(f"rh_bm must be in (0, 1], got {self.rh_bm}")
-        self.column()  # checks p_top, dt and tau_bm
+        check_option("rh_bm", self.rh_bm, 0, 1, low_open=True)
+        check_option("p_top", self.p_top, 0, 1e5, low_open=True, note="Pa, below the surface")
+        check_option("tau_bm", self.tau_bm, 0, _MAX_SECONDS, low_open=True)
+        check_option("dt", self.dt, 0, _MAX_SECONDS, low_open=True)
+        for name in ("spin_up", "save_interval"):
+            check_option(name, getattr(self, name), 0, _MAX_STEPS * self.dt,
+                         note=f"at most {_MAX_STEPS:.0e} steps of dt={self.dt} s")  # fmt: skip
+        self.column()  # checks p_top against the surface, dt against tau_bm
         _steps(self.spin_up, self.dt, "spin_up", 0)
-        _steps(self.save_interval, self.dt, "save_interval", 1)
+        steps = _steps(self.save_interval, self.dt, "save_interval", 1)
+        if steps * self.n_times > _MAX_STEPS:
+            raise ValueError(
+                f"n_times={self.n_times} states every {steps} steps of dt={self.dt} s make "
+                f"{steps * self.n_times:.3g} steps, more than {_MAX_STEPS:.0e}; store fewer"
+            )
 
     def column(self, **forcing: Any) -> Column:
         """The column of this problem with per-column `forcing` (sst, wind, ...)."""

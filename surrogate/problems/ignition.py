@@ -39,7 +39,7 @@ from ..solvers.reactor import (
     ignition_delay,
     mole_fractions_from_equivalence_ratio,
 )
-from ._base import Coordinate, Problem, Variable
+from ._base import Coordinate, Problem, Variable, check_option
 
 # name, units, long name: the model input order of every surrogate of this problem
 PARAMETERS: tuple[tuple[str, str, str], ...] = (
@@ -93,24 +93,30 @@ class Ignition(Problem):
     needs_x64: ClassVar[bool] = True
 
     def __check_init__(self):
+        for name in NAMES:
+            for end in ("min", "max"):
+                check_option(f"{name}_{end}", getattr(self, f"{name}_{end}"), 0, 1e12,
+                             low_open=True, note="every parameter is positive")  # fmt: skip
         lo, hi = self.ranges()
         if not np.all(hi > lo):
             bad = [n for n, a, b in zip(NAMES, lo, hi, strict=True) if not b > a]
             raise ValueError(f"ranges of {bad} must have min < max")
-        if not self.extrapolation >= 0:
-            raise ValueError(f"extrapolation must be >= 0, got {self.extrapolation}")
-        if not np.all(lo > 0):
-            raise ValueError(f"all parameters are positive; got lower bounds {lo}")
+        check_option("extrapolation", self.extrapolation, 0, 10)
+        check_option("t_end", self.t_end, 0, 10, low_open=True, note="s")
+        check_option("n_times", self.n_times, 4, 100_000, integer=True)
+        check_option("ignition_rise", self.ignition_rise, 0, 1e4, low_open=True, note="K")
+        check_option("rtol", self.rtol, 0, 0.1, low_open=True)
+        check_option("atol", self.atol, 0, 1, low_open=True)
+        with np.errstate(over="ignore"):
+            finite = np.all(np.isfinite(self.extended_ranges()))
+        if not finite:
+            raise ValueError(f"extrapolation={self.extrapolation} takes the ranges beyond floats")
         low, high = self.extended_ranges()
         if not 4 * high[NAMES.index("pulse_width")] <= low[NAMES.index("pulse_time")]:
             raise ValueError(
                 "the earliest pulse time must be >= 4 times the widest pulse width (all the "
                 "energy in t > 0), also with extrapolation"
             )
-        if self.n_times < 4 or not self.t_end > 0:
-            raise ValueError(f"need n_times >= 4 and t_end > 0, got {self.n_times}, {self.t_end}")
-        if not self.ignition_rise > 0:
-            raise ValueError(f"ignition_rise must be positive, got {self.ignition_rise}")
         missing = [s for s in (*SPECIES, "N2") if s not in self.mech.species]
         if missing:
             raise ValueError(f"mechanism {self.mechanism!r} lacks species {missing}")

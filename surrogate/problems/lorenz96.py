@@ -32,7 +32,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ..metrics import r2_score
 from ..solvers.lorenz96 import _CONFIGS, Lorenz96OneLevel, Lorenz96TwoScale
-from ._base import Coordinate, Problem, Variable
+from ._base import Coordinate, Problem, Variable, check_option
 
 
 def _multiple(value: float, dt: float, name: str, minimum: int) -> int:
@@ -41,6 +41,13 @@ def _multiple(value: float, dt: float, name: str, minimum: int) -> int:
         least = "a positive" if minimum else "a non-negative"
         raise ValueError(f"{name} must be {least} multiple of dt={dt}, got {value}")
     return n
+
+
+# Option limits: far beyond any published configuration (K = 8-40, J = 32-128, |F| <= 20),
+# low enough that a typo is refused here rather than by the allocator or after days of steps.
+_MAX_K, _MAX_J, _MAX_TIMES = 10_000, 1_000, 10_000_000
+_MAX_COEFFICIENT = 1e3
+_MAX_STEPS = 10**9
 
 
 class Lorenz96Closure(Problem):
@@ -93,6 +100,9 @@ class Lorenz96Closure(Problem):
         preset = _CONFIGS[config]
         given = dict(k=k, j=j, h=h, b=b, c=c, forcing=forcing)
         values = {name: preset[name] if v is None else v for name, v in given.items()}
+        check_option("k", values["k"], 4, _MAX_K, integer=True)
+        check_option("j", values["j"], 1, _MAX_J, integer=True)
+        check_option("n_times", n_times, 1, _MAX_TIMES, integer=True)
         self.config = config
         self.k, self.j = int(values["k"]), int(values["j"])
         self.h, self.b, self.c = float(values["h"]), float(values["b"]), float(values["c"])
@@ -102,12 +112,23 @@ class Lorenz96Closure(Problem):
         self.store_y = bool(store_y)
 
     def __check_init__(self):
-        if self.n_times < 1:
-            raise ValueError(f"n_times must be >= 1, got {self.n_times}")
-        # the two solvers check K, J, b, c and the stability of dt and save_interval
+        for name in ("h", "forcing"):
+            check_option(name, getattr(self, name), -_MAX_COEFFICIENT, _MAX_COEFFICIENT)
+        for name in ("b", "c", "dt", "save_interval"):
+            check_option(name, getattr(self, name), 0, _MAX_COEFFICIENT, low_open=True)
+        check_option("spin_up", self.spin_up, 0, _MAX_STEPS * self.dt,
+                     note=f"at most {_MAX_STEPS:.0e} steps of dt={self.dt}")  # fmt: skip
+        check_option("save_interval", self.save_interval, None, _MAX_STEPS * self.dt,
+                     note=f"at most {_MAX_STEPS:.0e} steps of dt={self.dt}")  # fmt: skip
+        # the two solvers check the stability of dt and save_interval
         _ = (self.system, self.coarse)
         _multiple(self.spin_up, self.dt, "spin_up", 0)
-        _multiple(self.save_interval, self.dt, "save_interval", 1)
+        steps = _multiple(self.save_interval, self.dt, "save_interval", 1)
+        if steps * self.n_times > _MAX_STEPS:
+            raise ValueError(
+                f"n_times={self.n_times} states every {steps} steps of dt={self.dt} make "
+                f"{steps * self.n_times:.3g} steps, more than {_MAX_STEPS:.0e}; store fewer"
+            )
 
     @property
     def system(self) -> Lorenz96TwoScale:

@@ -13,6 +13,7 @@ operators", PNAS 121, e2312159120, who learn it with a DeepONet (`SourceDeepONet
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -30,9 +31,14 @@ from ..solvers.acoustics import (
     rectangle_mask,
     shoebox_mask,
 )
-from ._base import Coordinate, Problem, Variable
+from ._base import Coordinate, Problem, Variable, check_option
 
 _AXES = ("x", "y", "z")
+
+
+# A grid of 2**26 cells holds about 1 GiB of float32 pressure and velocities in 3-D.
+_MAX_CELLS = 2**26
+_MAX_STEPS = 10**7
 
 
 class RoomAcoustics(Problem):
@@ -67,24 +73,37 @@ class RoomAcoustics(Problem):
     def __check_init__(self):
         if self.ndim not in (2, 3):
             raise ValueError(f"ndim must be 2 or 3 (a 2-D room or a 3-D shoebox), got {self.ndim}")
-        if not self.f_max > 0:
-            raise ValueError(f"f_max must be a positive frequency in Hz, got {self.f_max}")
-        if not self.points_per_wavelength >= 2:
+        if self.order not in (2, 4):
             raise ValueError(
-                f"points_per_wavelength must be >= 2 (Nyquist), got {self.points_per_wavelength}"
+                f"order must be 2 or 4 (spatial order of the stencil), got {self.order}"
             )
-        if not 0 <= self.absorption <= 1:
-            raise ValueError(f"absorption must lie in [0, 1], got {self.absorption}")
-        if not (self.duration > 0 and self.n_times >= 2):
-            raise ValueError(
-                f"need duration > 0 s and n_times >= 2, got {self.duration}, {self.n_times}"
-            )
-        if not (self.margin >= 0 and self.stride >= 1 and self.c > 0):
-            raise ValueError(
-                f"need margin >= 0, stride >= 1, c > 0; got {self.margin}, {self.stride}, {self.c}"
-            )
+        check_option("f_max", self.f_max, 0, 1e6, low_open=True, note="Hz")
+        check_option(
+            "points_per_wavelength", self.points_per_wavelength, 2, 100, note="Nyquist: >= 2"
+        )
+        check_option("absorption", self.absorption, 0, 1)
+        check_option("duration", self.duration, 0, 100, low_open=True, note="s")
+        check_option("n_times", self.n_times, 2, 100_000, integer=True)
+        check_option("margin", self.margin, 0, 1000, note="m")
+        check_option("stride", self.stride, 1, 1000, integer=True)
+        check_option("c", self.c, 0, 1e4, low_open=True, note="m/s")
         sides = (self.size_x, self.size_y, self.size_z)[: self.ndim]
+        for axis, side in zip(_AXES, sides, strict=False):
+            check_option(f"size_{axis}", side, 0, 1000, low_open=True, note="m")
         h = self.spacing
+        cells = math.prod(side / h for side in sides)
+        if cells > _MAX_CELLS:
+            raise ValueError(
+                f"the grid would have {cells:.3g} cells of {h:.3g} m, more than {_MAX_CELLS:.3g}; "
+                "lower f_max or points_per_wavelength, or use a smaller room"
+            )
+        # the solver's step is 0.9 of the Courant limit (<= 1/sqrt(d) of h/c)
+        steps = self.duration * self.c * math.sqrt(self.ndim) / (0.9 * (6 / 7) * h)
+        if steps > _MAX_STEPS:
+            raise ValueError(
+                f"duration={self.duration} s takes about {steps:.3g} time steps of the solver, "
+                f"more than {_MAX_STEPS:.0e}; shorten it or lower f_max"
+            )
         for axis, side in zip(_AXES, sides, strict=False):
             if not side > 2 * self.margin + h:
                 raise ValueError(
