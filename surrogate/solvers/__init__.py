@@ -7,6 +7,9 @@
 - `acoustics`: linear acoustics in rooms, staggered-grid FDTD with impedance walls and PML
 - `reactor`: 0-D ideal-gas reactor with detailed kinetics (Cantera YAML mechanisms)
 - `column`: moist single column, simplified Betts-Miller convection, radiation, surface fluxes
+- `gravity_waves`: spectral non-orographic gravity-wave drag (Alexander & Dunkerton 1999),
+  single columns and oblique rays on a ring of columns
+- `qbo`: 1-D quasi-biennial oscillation model (Holton-Lindzen / Plumb), IMEX time stepping
 - `spectral`: shared pseudo-spectral helpers
 
 Import the module you need, e.g. `from surrogate.solvers.darcy import DarcySolver`; the
