@@ -59,5 +59,30 @@ def run_peer(script: str, args: dict, timeout: int = 1800) -> dict | None:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def other_runnable(looks: int = 5) -> int:
+    """Runnable processes besides this one, the median of a few looks at /proc/loadavg
+    (its fourth field is running/total); 0 where there is no /proc."""
+    counts = []
+    for _ in range(looks):
+        try:
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            return 0
+        counts.append(running - 1)
+        time.sleep(0.2)
+    return sorted(counts)[len(counts) // 2]
+
+
+def peer_threads(option: str) -> int | None:
+    """torch threads for the peer: None leaves torch's own choice (all cores)."""
+    if option == "auto":
+        busy = other_runnable()
+        if busy:
+            print(f"{busy} other process(es) running: the peer gets 1 thread", file=sys.stderr)
+            return 1
+        return None
+    return int(option) or None
+
+
 def emit(result: dict) -> None:
     print(json.dumps(result))

@@ -74,7 +74,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from _common import PEER_PYTHON, ROOT, emit, machine, run_peer
+from _common import PEER_PYTHON, ROOT, emit, machine, peer_threads, run_peer
 
 import surrogate
 from surrogate.evaluation import predict
@@ -369,31 +369,6 @@ def peer(pt_dir: Path, threads: int | None, per_step: bool) -> dict | None:
     with np.load(npz) as f:
         p["predictions"] = {"test16": f["u16"], "test32": f["u32"]}
     return p
-
-
-def other_runnable(looks: int = 5) -> int:
-    """Runnable processes besides this one, the median of a few looks at /proc/loadavg
-    (its fourth field is running/total); 0 where there is no /proc."""
-    counts = []
-    for _ in range(looks):
-        try:
-            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
-        except (OSError, IndexError, ValueError):
-            return 0
-        counts.append(running - 1)
-        time.sleep(0.2)
-    return sorted(counts)[len(counts) // 2]
-
-
-def peer_threads(option: str) -> int | None:
-    """torch threads for the peer: None leaves torch's own choice (all cores)."""
-    if option == "auto":
-        busy = other_runnable()
-        if busy:
-            print(f"{busy} other process(es) running: the peer gets 1 thread", file=sys.stderr)
-            return 1
-        return None
-    return int(option) or None
 
 
 def main() -> None:
