@@ -34,7 +34,7 @@ def _families():
     from surrogate.applications.room_acoustics import SourceDeepONet
     from surrogate.data import NormalizedModel, Normalizer
     from surrogate.nde import ConditionedParameters, HybridField, MLPField, NeuralODE, NeuralSDE
-    from surrogate.operators import FNO, DeepONet, DeepONetOperator, MgNO
+    from surrogate.operators import FNO, DeepONet, DeepONetOperator, MgNO, PODDeepONet
     from surrogate.ssm import BidirectionalSSM, DiagonalSSM, SSMBlock, SSMStack
 
     mlp = MLPField(3, 8, 2, key=KEY)
@@ -47,6 +47,16 @@ def _families():
         ),
         "deeponet_operator": (
             DeepONetOperator(1, 2, (8,), p=4, branch_width=8, activation="gelu", key=KEY),
+            jnp.ones((1, 12)),
+        ),
+        "deeponet_cnn": (
+            DeepONetOperator(
+                1, 1, (6, 6), branch="cnn", conv_channels=[2], p=2, branch_width=4, key=KEY
+            ),
+            jnp.ones((1, 6, 6)),
+        ),
+        "pod_deeponet": (
+            PODDeepONet(1, jnp.zeros((1, 8)), jnp.eye(8)[:3, None], branch_width=4, key=KEY),
             jnp.ones((1, 12)),
         ),
         "diagonal_ssm": (DiagonalSSM(3, 4, init="s4d_inv", key=KEY), jnp.ones((10, 3))),
