@@ -32,6 +32,10 @@ SMALL = {
              duration=0.003, n_times=3, margin=0.35, absorption=0.3, stride=2),
     ),  # fmt: skip
     "ignition": ("ignition", dict(n_times=4, t_end=1e-4)),
+    "gravity_waves": (
+        "gravity_waves",
+        dict(n_columns=2, dz=3000.0, n_waves=4, spin_up=0.0, save_interval=432000.0, n_times=3),
+    ),  # fmt: skip
 }
 
 # Warnings of the checker's CF suite that these datasets keep, on purpose:

@@ -12,6 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from surrogate import problems
+from surrogate.cli import main
+from surrogate.data import read_dataset
+from surrogate.problems.gravity_waves import RANGES
 from surrogate.solvers.gravity_waves import (
     AD99,
     flux_drag,
@@ -264,3 +268,68 @@ def test_ad99_parameterization_on_columns_and_rings_and_its_errors(x64):
                                  wavenumber=K300, spacing=1e5)  # fmt: skip
     with pytest.raises(ValueError, match="n_waves >= 2"):
         phase_speeds(100.0, 1)
+
+
+# ---- the gravity_waves problem ---------------------------------------------------------------
+
+DAY = 86400.0
+SMALL = dict(n_columns=3, dz=3000.0, n_waves=8, spin_up=0.0, save_interval=5 * DAY,
+             n_times=3)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gravity_waves") / "gw.nc"
+    options = [a for k, v in SMALL.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    argv = ["generate", "gravity_waves", "--n", "2", "--seed", "3", "--out", str(path)]
+    assert main([*argv, "--quiet", *options]) == 0
+    return read_dataset(path)
+
+
+def test_cli_dataset_holds_the_scheme_drag_of_its_winds_and_the_ring_budget(small_dataset):
+    ds = small_dataset
+    problem = problems.problem_of_dataset(ds)
+    assert problem.name == "gravity_waves" and problem.n_columns == 3
+    assert ds["u"].dims == ("sample", "time", "column", "level")
+    assert ds["flux_east"].dims == ("sample", "time", "column", "interface")
+    scheme = problem.scheme()
+    dz = np.diff(ds["interface"].values)
+    for s in range(2):
+        for t in range(3):
+            params = {"rho": jnp.asarray(ds["rho"].values[s]), "n": jnp.asarray(ds["n"].values[s]),
+                      "dz": jnp.asarray(dz, jnp.float32),
+                      "source_flux": jnp.asarray(ds["launch_flux"].values[s, t]),
+                      "source_width": jnp.asarray(ds["source_width"].values[s])}  # fmt: skip
+            drag = eqx.filter_jit(scheme)(jnp.asarray(ds["u"].values[s, t]), params)
+            np.testing.assert_allclose(drag, ds["drag"].values[s, t], rtol=1e-4, atol=1e-12)
+    # the envelope modulates the columns around the ring mean flux
+    mean = ds["launch_flux"].values.mean(axis=2)
+    np.testing.assert_allclose(mean, np.broadcast_to(ds["source_flux"].values[:, None], mean.shape),
+                               rtol=1e-5)  # fmt: skip
+    assert np.ptp(ds["launch_flux"].values, axis=2).min() > 0.5 * ds["source_flux"].values.min()
+    # momentum: the ring takes what its columns launch, minus what escapes at the top
+    total = ds["flux_east"].values + ds["flux_west"].values
+    budget = np.einsum("stcl,sl->st", ds["drag"].values, ds["rho"].values * dz)
+    np.testing.assert_allclose(budget, (total[..., 0] - total[..., -1]).sum(-1), rtol=1e-4,
+                               atol=1e-9)  # fmt: skip
+    lo, hi = RANGES["source_flux"]
+    assert np.all((ds["source_flux"].values >= lo) & (ds["source_flux"].values <= hi))
+    m = problem.metrics(ds["drag"].values[:, None], ds["drag"].values[:, None])
+    assert m["r2_drag"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(dz=700.0), "must divide"),
+        (dict(envelope=2.0), r"envelope must be a number in \[0, 1\], got 2.0"),
+        (dict(n_columns=0), r"n_columns must be an integer in \[1, 256\], got 0"),
+        (dict(spacing=-1.0), r"spacing must be a number in \(0, 1e\+08\] \(m\), got -1.0"),
+        (dict(save_interval=1.5 * DAY), "save_interval must be a multiple"),
+        (dict(smoothness=float("nan")), "smoothness must be a number"),
+    ],
+)
+def test_problem_options_are_refused_in_one_line(options, message):
+    with pytest.raises(ValueError, match=message) as err:
+        problems.get("gravity_waves", **options)
+    assert "\n" not in str(err.value)

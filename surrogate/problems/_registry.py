@@ -31,6 +31,7 @@ _BUILTIN: dict[str, str] = {
     "convection": "surrogate.problems.convection:Convection",
     "room_acoustics": "surrogate.problems.room_acoustics:RoomAcoustics",
     "ignition": "surrogate.problems.ignition:Ignition",
+    "gravity_waves": "surrogate.problems.gravity_waves:GravityWaves",
 }
 
 

@@ -294,27 +294,27 @@ class AD99(AbstractParameterization):
                     wavenumber=self.wavenumber, centre=self.centre,
                     smoothness=self.smoothness)  # fmt: skip
 
-    def fluxes(self, u: Array, params: dict) -> tuple[Array, Array]:
-        """(eastward, westward) interface fluxes (Pa), shaped like u with one more level."""
+    def drag_and_fluxes(self, u: Array, params: dict) -> tuple[Array, tuple[Array, Array]]:
+        """The drag (m s⁻², shaped like u) and the (eastward, westward) interface fluxes
+        (Pa, one more level)."""
         n, rho, dz = params["n"], params["rho"], params["dz"]
         kw = self._kwargs(u, params)
         if u.ndim == 1:
-            return gravity_wave_fluxes(u, n, rho, dz, flux=params["source_flux"], **kw)
+            east, west = gravity_wave_fluxes(u, n, rho, dz, flux=params["source_flux"], **kw)
+            return flux_drag(east + west, rho, dz), (east, west)
         flux = jnp.broadcast_to(params["source_flux"], u.shape[:1])
         if self.spacing is None:
-            return jax.vmap(lambda v, f: gravity_wave_fluxes(v, n, rho, dz, flux=f, **kw))(u, flux)
-        _, f = ring_gravity_wave_fluxes(u, n, rho, dz, flux=flux, spacing=self.spacing,
-                                        max_slope=self.max_slope, **kw)  # fmt: skip
-        return f[0], f[1]
+            east, west = jax.vmap(lambda v, f: gravity_wave_fluxes(v, n, rho, dz, flux=f, **kw))(
+                u, flux
+            )
+            return flux_drag(east + west, rho, dz), (east, west)
+        drag, f = ring_gravity_wave_fluxes(u, n, rho, dz, flux=flux, spacing=self.spacing,
+                                           max_slope=self.max_slope, **kw)  # fmt: skip
+        return drag, (f[0], f[1])
+
+    def fluxes(self, u: Array, params: dict) -> tuple[Array, Array]:
+        """(eastward, westward) interface fluxes (Pa), shaped like u with one more level."""
+        return self.drag_and_fluxes(u, params)[1]
 
     def __call__(self, u: Array, params: Any = None) -> Array:
-        n, rho, dz = params["n"], params["rho"], params["dz"]
-        if u.ndim == 2 and self.spacing is not None:
-            flux = jnp.broadcast_to(params["source_flux"], u.shape[:1])
-            drag, _ = ring_gravity_wave_fluxes(
-                u, n, rho, dz, flux=flux, spacing=self.spacing, max_slope=self.max_slope,
-                **self._kwargs(u, params),
-            )  # fmt: skip
-            return drag.astype(u.dtype)
-        east, west = self.fluxes(u, params)
-        return flux_drag(east + west, rho, dz).astype(u.dtype)
+        return self.drag_and_fluxes(u, params)[0].astype(u.dtype)

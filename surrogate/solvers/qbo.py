@@ -105,7 +105,8 @@ class QBO(eqx.Module):
     """The 1-D QBO model (module docstring) and the source its gravity waves see.
 
     Grid and physics: `z_bottom`, `z_top`, `dz` (m), `dt` (s), `kappa` (K, m²/s), `w`
-    (upwelling, m/s), isothermal `temperature` (K) for ρ and N, `top` ("free" or
+    (upwelling, m/s), isothermal `temperature` (K, an array leaf like the source, so that
+    samples of it can be vmapped) for ρ and N, `top` ("free" or
     "fixed"), a Rayleigh sponge of rate 1/`sponge_time` at the top, falling off
     quadratically over `sponge_depth` (m; none when `sponge_time` is None).
     Columns: `n_columns` (1: the classic model; more: a ring), relaxed to the ring mean
@@ -122,7 +123,7 @@ class QBO(eqx.Module):
     dt: float = eqx.field(static=True)
     kappa: float = eqx.field(static=True)
     w: float = eqx.field(static=True)
-    temperature: float = eqx.field(static=True)
+    temperature: Float[Array, ""]
     top: str = eqx.field(static=True)
     sponge_time: float | None = eqx.field(static=True)
     sponge_depth: float = eqx.field(static=True)
@@ -147,9 +148,10 @@ class QBO(eqx.Module):
         if not dz > 0 or round(n) < 2 or not math.isclose(n, round(n), rel_tol=1e-9):
             raise ValueError(f"dz={dz} m must divide z_top - z_bottom = {z_top - z_bottom} m "
                              "into at least 2 layers")  # fmt: skip
-        if not dt > 0 or not kappa >= 0 or not temperature > 0:
-            raise ValueError(f"need dt > 0, kappa >= 0, temperature > 0, got {dt}, {kappa}, "
-                             f"{temperature}")  # fmt: skip
+        if not dt > 0 or not kappa >= 0:
+            raise ValueError(f"need dt > 0 and kappa >= 0, got {dt}, {kappa}")
+        if isinstance(temperature, int | float) and not temperature > 0:
+            raise ValueError(f"temperature must be positive (K), got {temperature}")
         if top not in ("free", "fixed"):
             raise ValueError(f"top must be 'free' or 'fixed', got {top!r}")
         if sponge_time is not None and not (sponge_time > 0 and sponge_depth > 0):
@@ -163,7 +165,7 @@ class QBO(eqx.Module):
                              f"{envelope}, {envelope_period}")  # fmt: skip
         self.z_bottom, self.z_top, self.dz = float(z_bottom), float(z_top), float(dz)
         self.dt, self.kappa, self.w = float(dt), float(kappa), float(w)
-        self.temperature, self.top = float(temperature), top
+        self.temperature, self.top = jnp.asarray(temperature, dtype), top
         self.sponge_time = None if sponge_time is None else float(sponge_time)
         self.sponge_depth = float(sponge_depth)
         self.n_columns = int(n_columns)
