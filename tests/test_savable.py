@@ -35,7 +35,7 @@ def _families():
     from surrogate.data import NormalizedModel, Normalizer
     from surrogate.nde import ConditionedParameters, HybridField, MLPField, NeuralODE, NeuralSDE
     from surrogate.operators import FNO, DeepONet, DeepONetOperator, MgNO, PODDeepONet
-    from surrogate.ssm import BidirectionalSSM, DiagonalSSM, SSMBlock, SSMStack
+    from surrogate.ssm import S4, S5, BidirectionalSSM, DiagonalSSM, SSMBlock, SSMStack
 
     mlp = MLPField(3, 8, 2, key=KEY)
     return {
@@ -68,6 +68,13 @@ def _families():
         "ssm_stack": (
             SSMStack(2, 1, width=8, depth=2, state_size=4, bidirectional=True, key=KEY),
             jnp.ones((10, 2)),
+        ),
+        # equal leaves and arguments give equal outputs: no eager call (it compiles op by op)
+        "s5": (S5(3, 4, blocks=2, bidirectional=True, merge="concat", key=KEY), None),
+        "s4": (S4(3, 4, rank=2, tied=False, key=KEY), None),
+        "hydra_stack": (
+            SSMStack(2, 1, 4, 1, 3, layer="hydra", bidirectional=True, heads=2, key=KEY),
+            None,
         ),
         "neural_ode": (
             NeuralODE(mlp, solver=diffrax.Dopri5(), rtol=1e-4, atol=1e-6),

@@ -7,6 +7,10 @@ stack is a linear encoder, `depth` blocks, (a final LN for pre-norm,) optional p
 time and a linear decoder: sequence-to-sequence regression with `pooling="none"`,
 classification or sequence-to-value regression with "mean" or "last".
 
+The SSM is any layer of the family, chosen by `layer`: "s4d" (`DiagonalSSM`, or
+`BidirectionalSSM`), "s5" (`S5`), "s4" (`S4`), "hydra" (`Hydra`). All map `(length,
+channels)` to `(length, out_channels)` and take `rate`; the causal ones can be stepped.
+
 Everything is per sequence, time first: (length, features).
 """
 
@@ -18,12 +22,16 @@ import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from .._serialization import savable
+from ._hydra import Hydra
 from ._layer import BidirectionalSSM, DiagonalSSM
+from ._s4 import S4
+from ._s5 import S5
 
 MIXINGS = ("glu", "linear")
 POOLINGS = ("none", "mean", "last")
+LAYERS = ("s4d", "s5", "s4", "hydra")
 
-BlockState = Complex[Array, "channels modes"]
+BlockState = Complex[Array, "..."]  # the layer's own state: (channels, modes), (modes,), ...
 
 
 def _per_step(f, x: Array) -> Array:
@@ -31,11 +39,53 @@ def _per_step(f, x: Array) -> Array:
     return f(x) if x.ndim == 1 else jax.vmap(f)(x)
 
 
+def make_layer(
+    layer: str,
+    channels: int,
+    state_size: int,
+    *,
+    bidirectional: bool = False,
+    merge: str = "sum",
+    dtype=jnp.float32,
+    key: PRNGKeyArray,
+    **options,
+) -> DiagonalSSM | BidirectionalSSM | S5 | S4 | Hydra:
+    """The SSM layer named `layer` (one of `LAYERS`), `options` going to its constructor."""
+    if layer not in LAYERS:
+        raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
+    common = dict(dtype=dtype, key=key, **options)
+    if layer == "hydra":
+        if not bidirectional or merge != "sum":
+            raise ValueError(
+                "layer='hydra' mixes both directions in one matrix: it needs "
+                f"bidirectional=True and merge='sum', got {bidirectional}, {merge!r}"
+            )
+        return Hydra(channels, state_size, **common)
+    if layer == "s4d":
+        if bidirectional:
+            return BidirectionalSSM(channels, state_size, merge=merge, **common)
+        return DiagonalSSM(channels, state_size, **common)
+    cls = S5 if layer == "s5" else S4
+    return cls(channels, state_size, bidirectional=bidirectional, merge=merge, **common)
+
+
+def _dt_options(layer: str, dt) -> dict:
+    if dt is None:
+        return {}
+    if layer != "s5":
+        raise ValueError(f"per-step time increments dt need layer='s5', got layer={layer!r}")
+    return {"dt": dt}
+
+
 @savable
 class SSMBlock(eqx.Module):
-    """SSM layer, GELU, GLU or linear channel mixing, residual connection and LayerNorm."""
+    """SSM layer, GELU, GLU or linear channel mixing, residual connection and LayerNorm.
 
-    ssm: DiagonalSSM | BidirectionalSSM
+    `layer` picks the SSM ("s4d", "s5", "s4", "hydra"; `make_layer`); `dt` at call time is
+    S5's per-step time increments.
+    """
+
+    ssm: DiagonalSSM | BidirectionalSSM | S5 | S4 | Hydra
     mix: eqx.nn.Linear
     norm: eqx.nn.LayerNorm
     mixing: str = eqx.field(static=True)
@@ -44,6 +94,7 @@ class SSMBlock(eqx.Module):
     state_size: int = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
     merge: str = eqx.field(static=True)
+    layer: str = eqx.field(static=True)
     ssm_kwargs: tuple[tuple[str, object], ...] = eqx.field(static=True)
 
     def __init__(
@@ -51,6 +102,7 @@ class SSMBlock(eqx.Module):
         channels: int,
         state_size: int = 64,
         *,
+        layer: str = "s4d",
         mixing: str = "glu",
         prenorm: bool = True,
         bidirectional: bool = False,
@@ -62,21 +114,16 @@ class SSMBlock(eqx.Module):
         if mixing not in MIXINGS:
             raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
         k_ssm, k_mix = jax.random.split(key)
-        if bidirectional:
-            self.ssm = BidirectionalSSM(
-                channels, state_size, merge=merge, dtype=dtype, key=k_ssm, **ssm_kwargs
-            )
-            width = self.ssm.out_channels
-        else:
-            self.ssm = DiagonalSSM(channels, state_size, dtype=dtype, key=k_ssm, **ssm_kwargs)
-            width = channels
+        self.ssm = make_layer(layer, channels, state_size, bidirectional=bidirectional,
+                              merge=merge, dtype=dtype, key=k_ssm, **ssm_kwargs)  # fmt: skip
+        width = getattr(self.ssm, "out_channels", channels)
         out = 2 * channels if mixing == "glu" else channels
         self.mix = eqx.nn.Linear(width, out, dtype=dtype, key=k_mix)
         self.norm = eqx.nn.LayerNorm(channels, dtype=dtype)
         self.mixing = mixing
         self.prenorm = prenorm
         self.channels, self.state_size = channels, state_size
-        self.bidirectional, self.merge = bidirectional, merge
+        self.bidirectional, self.merge, self.layer = bidirectional, merge, layer
         self.ssm_kwargs = tuple(sorted(ssm_kwargs.items()))
 
     def _pointwise(self, z: Float[Array, "... width"]) -> Float[Array, "... channels"]:
@@ -88,14 +135,19 @@ class SSMBlock(eqx.Module):
         return _per_step(self.norm, x)
 
     def __call__(
-        self, x: Float[Array, "length channels"], *, rate: float | Float[Array, ""] = 1.0
+        self,
+        x: Float[Array, "length channels"],
+        *,
+        rate: float | Float[Array, ""] = 1.0,
+        dt: Float[Array, " length"] | None = None,
     ) -> Float[Array, "length channels"]:
-        z = self.ssm(self._norm(x) if self.prenorm else x, rate=rate)
+        options = _dt_options(self.layer, dt)
+        z = self.ssm(self._norm(x) if self.prenorm else x, rate=rate, **options)
         x = x + self._pointwise(z)
         return x if self.prenorm else self._norm(x)
 
     def init_state(self) -> BlockState:
-        if isinstance(self.ssm, BidirectionalSSM):
+        if self.bidirectional:
             raise ValueError("a bidirectional block looks at the future and cannot be stepped")
         return self.ssm.init_state()
 
@@ -105,11 +157,14 @@ class SSMBlock(eqx.Module):
         x_t: Float[Array, " channels"],
         *,
         rate: float | Float[Array, ""] = 1.0,
+        dt: float | Float[Array, ""] | None = None,
     ) -> tuple[BlockState, Float[Array, " channels"]]:
         """One time step of a causal block: the same numbers as `__call__` at that step."""
-        if isinstance(self.ssm, BidirectionalSSM):
+        if self.bidirectional:
             raise ValueError("a bidirectional block looks at the future and cannot be stepped")
-        state, z = self.ssm.step(state, self._norm(x_t) if self.prenorm else x_t, rate=rate)
+        options = _dt_options(self.layer, dt)
+        z_t = self._norm(x_t) if self.prenorm else x_t
+        state, z = self.ssm.step(state, z_t, rate=rate, **options)
         x_t = x_t + self._pointwise(z)
         return state, x_t if self.prenorm else self._norm(x_t)
 
@@ -119,8 +174,9 @@ class SSMStack(eqx.Module):
     """Encoder, `depth` SSM blocks and decoder: an S4D-style deep sequence model.
 
     Maps (length, in_features) to (length, out_features) with `pooling="none"`, or to
-    (out_features,) with "mean" or "last". Extra keyword arguments go to every
-    `DiagonalSSM` (init, discretization, kernel, chunk, dt_min, dt_max).
+    (out_features,) with "mean" or "last". `layer` is the SSM of every block ("s4d",
+    "s5", "s4", "hydra"; see `SSMBlock`); extra keyword arguments go to every SSM layer
+    (for "s4d": init, discretization, kernel, chunk, dt_min, dt_max).
 
     Example:
         >>> model = SSMStack(1, 1, width=32, depth=2, state_size=16, key=jax.random.key(0))
@@ -141,6 +197,7 @@ class SSMStack(eqx.Module):
     mixing: str = eqx.field(static=True)
     prenorm: bool = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
+    layer: str = eqx.field(static=True)
     ssm_kwargs: tuple[tuple[str, object], ...] = eqx.field(static=True)
 
     def __init__(
@@ -152,6 +209,7 @@ class SSMStack(eqx.Module):
         state_size: int = 64,
         *,
         pooling: str = "none",
+        layer: str = "s4d",
         mixing: str = "glu",
         prenorm: bool = True,
         bidirectional: bool = False,
@@ -169,6 +227,7 @@ class SSMStack(eqx.Module):
             SSMBlock(
                 width,
                 state_size,
+                layer=layer,
                 mixing=mixing,
                 prenorm=prenorm,
                 bidirectional=bidirectional,
@@ -184,7 +243,7 @@ class SSMStack(eqx.Module):
         self.pooling = pooling
         self.out_features, self.width, self.depth = out_features, width, depth
         self.state_size, self.mixing, self.prenorm = state_size, mixing, prenorm
-        self.bidirectional = bidirectional
+        self.bidirectional, self.layer = bidirectional, layer
         self.ssm_kwargs = tuple(sorted(ssm_kwargs.items()))
 
     def _encode(self, u: Array) -> Array:
@@ -194,7 +253,11 @@ class SSMStack(eqx.Module):
         return h if self.norm is None else _per_step(self.norm, h)
 
     def __call__(
-        self, u: Float[Array, "length in_features"], *, rate: float | Float[Array, ""] = 1.0
+        self,
+        u: Float[Array, "length in_features"],
+        *,
+        rate: float | Float[Array, ""] = 1.0,
+        dt: Float[Array, " length"] | None = None,
     ) -> Float[Array, "length out_features"] | Float[Array, " out_features"]:
         if u.ndim != 2 or u.shape[1] != self.in_features:
             raise ValueError(
@@ -202,7 +265,7 @@ class SSMStack(eqx.Module):
             )
         h = self._encode(u)
         for block in self.blocks:
-            h = block(h, rate=rate)
+            h = block(h, rate=rate, dt=dt)
         h = self._norm(h)
         if self.pooling == "mean":
             h = jnp.mean(h, axis=0)
@@ -220,6 +283,7 @@ class SSMStack(eqx.Module):
         u_t: Float[Array, " in_features"],
         *,
         rate: float | Float[Array, ""] = 1.0,
+        dt: float | Float[Array, ""] | None = None,
     ) -> tuple[tuple[BlockState, ...], Float[Array, " out_features"]]:
         """One time step: y_t as `__call__` gives it at t (or, for "last", on u_0..u_t)."""
         if self.pooling == "mean":
@@ -229,6 +293,6 @@ class SSMStack(eqx.Module):
         h = self._encode(u_t)
         new = []
         for block, s in zip(self.blocks, state, strict=True):
-            s, h = block.step(s, h, rate=rate)
+            s, h = block.step(s, h, rate=rate, dt=dt)
             new.append(s)
         return tuple(new), self.decoder(self._norm(h))

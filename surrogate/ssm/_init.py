@@ -88,23 +88,44 @@ def s4d_inv(state_size: int, dt: Float[Array, " channels"], *, key: PRNGKeyArray
     return _s4d(-0.5 + 1j * big_n / math.pi * (big_n / (2 * n + 1) - 1), state_size, dt, key)
 
 
+def hippo_legs(state_size: int) -> np.ndarray:
+    """The HiPPO-LegS matrix, A_nk = −√((2n+1)(2k+1)) for n > k, −(n+1) for n = k, 0 above
+    (HiPPO, Gu et al. 2020, Thm. 2; S4, Eq. 2), as a float64 numpy array."""
+    q = np.sqrt(2.0 * np.arange(state_size) + 1.0)
+    return -np.tril(np.outer(q, q), -1) - np.diag(np.arange(1.0, state_size + 1.0))
+
+
+def legs_nplr(state_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """HiPPO-LegS in normal-plus-low-rank form over one mode of each conjugate pair.
+
+    With p_n = √(n + 1/2) and b_n = √(2n+1), A + p pᵀ = −I/2 + S, S skew-symmetric (S4,
+    Sec. 3.2). −iS is Hermitian, so its eigendecomposition is exact and cheap in float64:
+    −I/2 + S = V_full diag(Λ_full) V_fullᴴ with V_full = [V, V̄], Λ_full = [Λ, Λ̄]. Returns
+    Λ (Im > 0, ascending), V (N × N/2) and the projections Vᴴp, Vᴴb; then
+
+        A = V_full (diag Λ_full − p̃ p̃ᴴ) V_fullᴴ,   p̃ = V_fullᴴ p = [Vᴴp, conj(Vᴴp)].
+
+    Computed once at initialisation, in numpy.
+    """
+    n_modes = _modes(state_size)
+    q = np.sqrt(2.0 * np.arange(state_size) + 1.0)
+    lower = np.tril(-0.5 * np.outer(q, q), k=-1)
+    skew = lower - lower.T
+    mu, vec = np.linalg.eigh(-1j * skew)
+    keep = np.argsort(mu)[-n_modes:]  # one eigenvalue of each ±μ pair
+    vec = vec[:, keep]
+    return -0.5 + 1j * mu[keep], vec, vec.conj().T @ (q / np.sqrt(2.0)), vec.conj().T @ q
+
+
 def legs_normal_eigen(state_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (Im > 0, ascending) and projected B of the normal part of HiPPO-LegS.
 
     HiPPO-LegS is A_nk = −√((2n+1)(2k+1)) for n > k, −(n+1) for n = k, 0 above; adding the
     rank-one P Pᵀ with P_n = √(n + 1/2) (S4, Gu et al. 2022, Sec. 3.2) leaves the normal
-    matrix −I/2 + S with S skew-symmetric. −iS is Hermitian, so its eigendecomposition is
-    exact and cheap in float64; λ = −1/2 + iμ and B = Vᴴ b with b_n = √(2n+1). Computed once
-    at initialisation, in numpy.
+    matrix −I/2 + S with S skew-symmetric; λ = −1/2 + iμ and B = Vᴴ b with b_n = √(2n+1)
+    (see `legs_nplr`).
     """
-    p = _modes(state_size)
-    q = np.sqrt(2.0 * np.arange(state_size) + 1.0)
-    lower = np.tril(-0.5 * np.outer(q, q), k=-1)
-    skew = lower - lower.T
-    mu, vec = np.linalg.eigh(-1j * skew)
-    keep = np.argsort(mu)[-p:]  # one eigenvalue of each ±μ pair
-    lam = -0.5 + 1j * mu[keep]
-    b = vec[:, keep].conj().T @ q
+    lam, _, _, b = legs_nplr(state_size)
     return lam, b
 
 
