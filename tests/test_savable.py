@@ -33,7 +33,15 @@ def _families():
     )
     from surrogate.applications.room_acoustics import SourceDeepONet
     from surrogate.data import NormalizedModel, Normalizer
-    from surrogate.nde import ConditionedParameters, HybridField, MLPField, NeuralODE, NeuralSDE
+    from surrogate.nde import (
+        ConditionedParameters,
+        HybridField,
+        LinearCDSSM,
+        MLPField,
+        NeuralCDSSM,
+        NeuralODE,
+        NeuralSDE,
+    )
     from surrogate.operators import FNO, DeepONet, DeepONetOperator, MgNO, PODDeepONet
     from surrogate.ssm import S4, S5, BidirectionalSSM, DiagonalSSM, SSMBlock, SSMStack
 
@@ -83,6 +91,12 @@ def _families():
         "neural_sde": (
             NeuralSDE(mlp, MLPField(3, 4, 1, key=KEY), dt0=0.05),
             (jnp.linspace(0, 1, 4), jnp.ones(3)),
+        ),
+        # (no call: each would compile a filter; the leaves and arguments are compared)
+        "linear_cdssm": (LinearCDSSM(2, 3, propagation="ode", rtol=1e-4, key=KEY), None),
+        "neural_cdssm": (
+            NeuralCDSSM(2, 3, 4, n_matrices=2, nonlinear_emission=True, key=KEY),
+            None,
         ),
         "hybrid": (
             HybridField(

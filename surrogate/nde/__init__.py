@@ -1,6 +1,9 @@
 """Neural ordinary and stochastic differential equations and hybrid physics + network models,
-on diffrax; their trajectory and ensemble losses."""
+on diffrax; their trajectory and ensemble losses; continuous-discrete state-space models of
+irregularly sampled, gappy series."""
 
+from ._cdssm import LinearCDSSM as LinearCDSSM
+from ._cdssm import NeuralCDSSM as NeuralCDSSM
 from ._hybrid import ConditionedParameters as ConditionedParameters
 from ._hybrid import HybridField as HybridField
 from ._hybrid import PhysicalParameters as PhysicalParameters
