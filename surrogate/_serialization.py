@@ -51,6 +51,7 @@ _LIBRARY_MODULES = (
     "surrogate.applications.convection",
     "surrogate.applications.ignition",
     "surrogate.applications.room_acoustics",
+    "surrogate.applications.gravity_waves",
 )
 
 # Class paths written by surrogate 0.1.0 (private module paths) -> public paths.

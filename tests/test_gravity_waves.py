@@ -9,10 +9,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from surrogate import problems
+from surrogate.applications.gravity_waves import (
+    GravityWaveMLP,
+    GravityWaveSSM,
+    NonlocalGravityWaveSSM,
+    features,
+    fit_emulator,
+    launch_fluxes,
+    online_run,
+    predict,
+    training_arrays,
+)
 from surrogate.cli import main
 from surrogate.data import read_dataset
 from surrogate.problems.gravity_waves import RANGES
@@ -333,3 +344,121 @@ def test_problem_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message) as err:
         problems.get("gravity_waves", **options)
     assert "\n" not in str(err.value)
+
+
+# ---- emulators: constraints for any weights ---------------------------------------------------
+
+
+@eqx.filter_jit
+def _randomized(model, key, scale):
+    """Every weight multiplied by a random factor around `scale`, normalizer included."""
+    leaves, tree = jax.tree.flatten(eqx.filter(model, eqx.is_inexact_array))
+    keys = jax.random.split(key, len(leaves))
+    leaves = [
+        a * scale * (1 + jax.random.normal(k, a.shape, a.dtype)) for a, k in zip(leaves, keys)
+    ]
+    return eqx.combine(jax.tree.unflatten(tree, leaves), model)
+
+
+def _emulator_params(dtype, n_col=None, flux=2e-3):
+    z, rho, n, dz = _column(dtype)
+    source = flux if n_col is None else flux * (1 + 0.5 * jnp.cos(jnp.arange(n_col, dtype=dtype)))
+    return {"rho": rho, "n": n, "dz": dz, "source_flux": source, "source_width": 20.0}
+
+
+@eqx.filter_jit
+def _emulate(model, u, params):
+    return model.drag_and_fluxes(u, params)
+
+
+@pytest.fixture(scope="module")
+def small_emulators():
+    """One small float64 model of each family (their weights are redrawn in the tests)."""
+    with jax.enable_x64(True):
+        key = jax.random.key(0)
+        return {
+            "ssm": GravityWaveSSM(width=8, depth=1, state_size=4, dtype=jnp.float64, key=key),
+            "mlp": GravityWaveMLP(n_levels=L, width=16, depth=1, dtype=jnp.float64, key=key),
+            "nonlocal": NonlocalGravityWaveSSM(
+                reach=2, width=8, depth=1, state_size=4, dtype=jnp.float64, key=key
+            ),  # fmt: skip
+        }
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**16), scale=st.floats(0.1, 5.0), a=st.floats(-40, 40),
+       kind=st.sampled_from(["ssm", "mlp"]))  # fmt: skip
+def test_column_emulators_conserve_momentum_and_keep_wave_signs_for_any_weights(
+    small_emulators, seed, scale, a, kind
+):
+    with jax.enable_x64(True):
+        model = _randomized(small_emulators[kind], jax.random.key(seed), jnp.asarray(scale))
+        params = _emulator_params(jnp.float64)
+        u = _profile(a, 0.3 * a, 1.0)
+        drag, (east, west) = _emulate(model, u, params)
+        east0, west0 = launch_fluxes(2e-3, 20.0, c_max=100.0, n_waves=40, centre=0.0)
+        np.testing.assert_allclose([east[0], west[0]], [east0, west0], rtol=1e-12)
+        budget = jnp.sum(params["rho"] * params["dz"] * drag)
+        np.testing.assert_allclose(budget, east[0] + west[0] - east[-1] - west[-1], atol=1e-15)
+        assert bool(jnp.all(jnp.diff(east) <= 0) and jnp.all(east >= 0))
+        assert bool(jnp.all(jnp.diff(west) >= 0) and jnp.all(west <= 0))
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**16), scale=st.floats(0.1, 5.0), shift=st.integers(1, 6))
+def test_nonlocal_emulator_conserves_momentum_over_the_ring_for_any_weights(
+    small_emulators, seed, scale, shift
+):
+    with jax.enable_x64(True):
+        model = _randomized(small_emulators["nonlocal"], jax.random.key(seed), jnp.asarray(scale))
+        u, *_ = _ring(7)
+        params = _emulator_params(jnp.float64, n_col=7)
+        drag, (east, west) = _emulate(model, u, params)
+        mass = (params["rho"] * params["dz"])[None]
+        total = east + west
+        np.testing.assert_allclose(jnp.sum(mass * drag), jnp.sum(total[:, 0] - total[:, -1]),
+                                   atol=1e-15)  # fmt: skip
+        np.testing.assert_allclose(east[:, 0] - west[:, 0], params["source_flux"], rtol=1e-12)
+        assert bool(jnp.all(jnp.diff(east, axis=1) <= 0) and jnp.all(jnp.diff(west, axis=1) >= 0))
+        # one set of weights for every column: turning the ring turns the drag
+        turned = {**params, "source_flux": jnp.roll(params["source_flux"], shift)}
+        drag_turned, _ = _emulate(model, jnp.roll(u, shift, axis=0), turned)
+        np.testing.assert_allclose(drag_turned, jnp.roll(drag, shift, axis=0), rtol=1e-9,
+                                   atol=1e-18)  # fmt: skip
+        # what one column launches is spread over its neighbours: its own budget need not close
+        local = jnp.sum(mass * drag, axis=1) - (total[:, 0] - total[:, -1])
+        assert float(jnp.max(jnp.abs(local))) > 1e-12
+
+
+def test_emulators_couple_into_the_qbo_and_are_fitted_on_problem_data(small_dataset):
+    data = training_arrays(small_dataset)
+    assert data["u"].shape == (6, 3, 6) and data["dz"].shape == (6,)
+    key = jax.random.key(0)
+    model = NonlocalGravityWaveSSM(reach=1, width=8, depth=1, state_size=4, key=key)
+    fitted, history = fit_emulator(model, data, epochs=2, batch_size=4, key=key)
+    # the input normalizer holds the training features' statistics
+    x = jax.vmap(jax.vmap(features, in_axes=(0, None, None, 0, None)))(
+        data["u"], data["rho"], data["n"], data["launch_flux"], data["source_width"]
+    )
+    np.testing.assert_allclose(fitted.in_norm.mean, x.mean(axis=(0, 1, 3)), rtol=1e-4, atol=1e-6)
+    assert len(history["train_loss"]) == 2 and np.all(np.isfinite(history["train_loss"]))
+    drag = predict(fitted, data)
+    one = fitted(data["u"][4], {"rho": data["rho"][4], "n": data["n"][4], "dz": data["dz"],
+                                "source_flux": data["launch_flux"][4],
+                                "source_width": data["source_width"][4]})  # fmt: skip
+    np.testing.assert_allclose(drag[4], one, rtol=1e-5, atol=1e-12)
+    # in the QBO model (the problem's ring) in place of the scheme, through rollout
+    problem = problems.problem_of_dataset(small_dataset)
+    qbo = problem.model()
+    result = online_run(qbo, fitted, years=0.2)
+    assert bool(result.stable) and result.states[0].shape[1:] == (3, 6)
+    with pytest.raises(ValueError, match="shorter than the reach"):
+        NonlocalGravityWaveSSM(reach=2, width=8, depth=1, state_size=4, key=key)(
+            data["u"][0], {**qbo.params(0.0)}
+        )
+    with pytest.raises(ValueError, match="built for 36 levels, got 6"):
+        GravityWaveMLP(key=key)(data["u"][0], qbo.params(0.0))

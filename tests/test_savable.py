@@ -24,6 +24,11 @@ KEY = jax.random.key(0)
 
 def _families():
     from surrogate.applications.convection import ConvectionMLP, ConvectionSSM
+    from surrogate.applications.gravity_waves import (
+        GravityWaveMLP,
+        GravityWaveSSM,
+        NonlocalGravityWaveSSM,
+    )
     from surrogate.applications.ignition import KernelRidge, TrajectoryMLP
     from surrogate.applications.lorenz96 import (
         AR1Closure,
@@ -140,6 +145,12 @@ def _families():
         ),
         "convection_ssm": (ConvectionSSM(width=8, depth=1, state_size=4, key=KEY), None),
         "convection_mlp": (ConvectionMLP(n_levels=6, width=8, depth=1, key=KEY), None),
+        "gravity_wave_ssm": (GravityWaveSSM(width=8, depth=1, state_size=4, key=KEY), None),
+        "gravity_wave_mlp": (GravityWaveMLP(n_levels=6, width=8, depth=1, key=KEY), None),
+        "nonlocal_gravity_wave_ssm": (
+            NonlocalGravityWaveSSM(reach=1, width=8, depth=1, state_size=4, key=KEY),
+            None,
+        ),
         "source_deeponet": (
             SourceDeepONet((0, 0, 0), (1, 1, 1), p=4, branch_width=8, trunk_width=8, key=KEY),
             (jnp.array([0.3, 0.4]), jnp.full((5, 3), 0.5)),
