@@ -25,8 +25,11 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo_burgers.py --out demo
 
+# Two workers: most of a test's time is XLA compiling, on one core; a file's tests stay on
+# one worker so that its module fixtures are built once. TEST_WORKERS=0 runs them in turn.
+TEST_WORKERS ?= 2
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check surrogate tests benchmarks examples
