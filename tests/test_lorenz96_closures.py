@@ -92,9 +92,11 @@ def test_problem_options_and_errors():
         problems.get("lorenz96", config="x")
     with pytest.raises(ValueError, match="save_interval must be a positive multiple of dt"):
         problems.get("lorenz96", save_interval=0.0025)
-    with pytest.raises(ValueError, match="spin_up must be a non-negative multiple"):
+    with pytest.raises(ValueError, match=r"spin_up must be a number in \[0, 1e\+06\]"):
         problems.get("lorenz96", spin_up=-1.0)
-    with pytest.raises(ValueError, match="n_times must be >= 1"):
+    with pytest.raises(ValueError, match="spin_up must be a non-negative multiple"):
+        problems.get("lorenz96", spin_up=0.0015)
+    with pytest.raises(ValueError, match=r"n_times must be an integer in \[1, 1e\+07\]"):
         problems.get("lorenz96", n_times=0)
     with pytest.raises(ValueError, match="not a stable RK4 step"):
         problems.get("lorenz96", dt=0.02)
