@@ -1,6 +1,9 @@
 """MgNO and its multigrid V-cycle: grid transfers against naive loops, textbook multigrid
-convergence with fixed operators, gradients against finite differences, symmetries, training
-at two resolutions with the same weights, and the errors on bad input."""
+convergence with fixed operators, gradients against finite differences, the fast path against
+the first implementation (values and gradients, float64), files saved before it, symmetries,
+training at two resolutions with the same weights, and the errors on bad input."""
+
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -11,14 +14,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import surrogate
 from surrogate.operators._multigrid import (
     conv_same,
+    conv_same_last,
     full_weighting_stencil,
     laplacian_stencil,
     level_shapes,
     linear_prolongation_stencil,
     prolong,
+    prolong_last,
     restrict,
+    restrict_last,
     v_cycle,
 )
 from surrogate.operators.mgno import MgConv, MgNO, MgNOLayer
@@ -82,6 +89,51 @@ def test_transfers_match_naive_loops(n, padding, seed):
         np.testing.assert_allclose(
             prolong(jnp.asarray(xc), jnp.asarray(w), (n,), padding), fine, rtol=1e-12, atol=1e-12
         )
+
+
+def test_channels_last_transfers_match_reference(x64):
+    """The fast path's transfers on channels-last fields against the ones above (checked
+    against loops), vmapped over two samples with one kernel as in training: values, and
+    their own gradients (restrictions for the prolongation, a phase-split prolongation for
+    the restriction) against autodiff of the reference formulations."""
+    rng = np.random.default_rng(5)
+    # odd and even zero, odd periodic (the dilated prolongation), 57 rows: the convolution
+    # in row strips (even periodic 1-D transfers: the finite-difference test below)
+    cases = [((6, 9), "zero"), ((7, 8), "periodic"), ((57, 3), "periodic")]
+    data = []
+    for shape, padding in cases:
+        coarse = tuple((n + 1) // 2 for n in shape)
+        shapes = [(2, 2, *shape), (3, 2) + (3,) * len(shape), (2, 2, *coarse)]
+        shapes += [(2, 3, *shape), (2, 3, *coarse)]
+        data.append([jnp.asarray(rng.standard_normal(s)) for s in shapes])
+
+    def batched(f, last, extra, padding):
+        def one(a, k):
+            if last:
+                return jnp.moveaxis(f(jnp.moveaxis(a, 0, -1), k, *extra, padding), -1, 0)
+            return f(a, k, *extra, padding)
+
+        return jax.vmap(one, (0, None))
+
+    @jax.jit
+    def compare(data):
+        out = []
+        for (shape, padding), (x, w, xc, dy, dyc) in zip(cases, data, strict=True):
+            ops = [(conv_same, conv_same_last, x, (), dy)]
+            if shape[0] < 57:
+                ops += [
+                    (restrict, restrict_last, x, (), dyc),
+                    (prolong, prolong_last, xc, (shape,), dy),
+                ]
+            for ref, fast, inp, extra, cot in ops:
+                y, fast_vjp = jax.vjp(batched(fast, True, extra, padding), inp, w)
+                z, ref_vjp = jax.vjp(batched(ref, False, extra, padding), inp, w)
+                out.append([(y, z), *zip(fast_vjp(cot), ref_vjp(cot), strict=True)])
+        return out
+
+    for pairs in compare(data):
+        for got, want in pairs:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_fixed_transfers_are_exact_on_bilinear_functions(x64):
@@ -206,6 +258,60 @@ def test_layer_gradient_matches_finite_differences(x64):
     np.testing.assert_allclose(exact, fd, rtol=1e-7)
 
 
+# ---- the fast path against the first implementation ------------------------------------------
+
+
+def test_fast_path_equals_reference(x64):
+    """`MgNO.__call__` gives the outputs of `MgNO._reference`, the channels-first cycle with
+    the dilated prolongation it replaced, to round-off (random weights and inputs): on
+    Darcy's 85 x 85 grid with 4 levels (row strips, phase-split prolongation, the lifted first
+    smoothing step), and on an even periodic grid with 3 levels, learned coarse guesses, two
+    pre- and one post-smoothing steps. (Gradients: the transfers above, and finite
+    differences below.)"""
+    rng = np.random.default_rng(4)
+    cases = [
+        ((85, 85), dict(levels=4)),
+        ((12, 10), dict(levels=3, padding="periodic", coarse_guess="restrict", smoothing=2)),
+    ]
+    models, inputs = [], []
+    for seed, (grid, options) in enumerate(cases):
+        post = options.get("padding") == "periodic"
+        key = jax.random.key(seed)
+        models.append(
+            MgNO(
+                2,
+                2,
+                width=4,
+                depth=1,
+                dtype=jnp.float64,
+                key=key,
+                **options,
+                post_smoothing=int(post),
+            )
+        )
+        inputs.append(jnp.asarray(rng.standard_normal((2, 2, *grid))))
+
+    @jax.jit
+    def both(models, inputs):
+        return [(jax.vmap(m)(x), jax.vmap(m._reference)(x)) for m, x in zip(models, inputs)]
+
+    for fast, ref in both(models, inputs):
+        np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_files_saved_before_the_fast_path_load_and_agree():
+    """A model saved by the first implementation (tests/fixtures, written at commit d43b73b:
+    odd grid, learned coarse guesses, post-smoothing) loads, and the fast path reproduces its
+    saved outputs to float32 round-off."""
+    saved = np.load(FIXTURES / "mgno_before_fast_path.npz")
+    model = surrogate.load(FIXTURES / "mgno_before_fast_path.eqx")
+    y = jax.jit(jax.vmap(model))(jnp.asarray(saved["x"]))
+    np.testing.assert_allclose(y, saved["y"], rtol=0, atol=1e-5 * np.abs(saved["y"]).max())
+
+
 def test_mgconv_symmetries(x64):
     """Linear in its input on an odd vertex grid; with periodic padding it commutes with shifts
     by 2^(levels-1) points (the coarse grids shift with them) and not with a shift by one."""
@@ -301,6 +407,8 @@ def test_bad_input_raises():
         MgConv(2, levels=0, key=key)
     with pytest.raises(ValueError, match="does not come from a fine grid"):
         prolong(jnp.zeros((1, 4)), linear_prolongation_stencil(1), (12,), "zero")
+    with pytest.raises(ValueError, match=r"coarse grid \(4,\) does not come from a fine grid"):
+        prolong_last(jnp.zeros((4, 1)), linear_prolongation_stencil(1), (12,), "zero")
     with pytest.raises(ValueError, match="need in_channels, out_channels, width, depth >= 1"):
         MgNO(1, 1, depth=0, key=key)
     f, ident = jnp.zeros((1, 8)), [lambda u: u]

@@ -24,6 +24,8 @@ not care, only the textbook convergence of fixed operators does.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -112,6 +114,184 @@ def prolong(
     return _conv(up, kernel, padding, 1)
 
 
+# ---- channels-last transfers: the fast path of the learned cycle ---------------------------
+# The same three operators on `(*grid, channels)` fields, kernels still `(out, in, *k)`.
+# XLA's CPU convolutions work in NHWC (channels-first ones are transposed around the kernel,
+# ~3x slower at MgNO's sizes), so MgNO keeps its fields channels-last between layers. The
+# grid transfers also get their own gradients: prolongation by K is the transpose of
+# restriction by K' (`_adjoint`), and the restriction is the cheap one of the pair on this
+# backend (a stride-2 convolution and its weight gradient), so each transfer's backward
+# pass is written with restrictions and the phase-split prolongation below, never with the
+# dilated convolutions (and their weight gradients) that autodiff would produce.
+
+_DIMENSIONS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
+# (parity of the fine point, offset of the coarse point) -> tap of the width-3 kernel:
+# fine 2j takes tap 1 of coarse j; fine 2j + 1 takes tap 0 of coarse j and tap 2 of j + 1
+_PHASE_TAPS = {(0, 0): 1, (1, 0): 0, (1, 1): 2}
+
+
+def _conv_last(x: Array, kernel: Array, padding: str, stride: int, pads: list) -> Array:
+    """Convolution of a channels-last field with a `(*k, in, out)` kernel, `pads` per axis."""
+    ndim = x.ndim - 1
+    if padding == "periodic":
+        x = jnp.pad(x, [*pads, (0, 0)], mode="wrap")
+        pads = [(0, 0)] * ndim
+    y = jax.lax.conv_general_dilated(
+        x[None], kernel, (stride,) * ndim, pads, dimension_numbers=_DIMENSIONS[ndim]
+    )
+    return y[0]
+
+
+def _hwio(kernel: Array) -> Array:
+    return jnp.moveaxis(kernel, (0, 1), (-1, -2))  # (out, in, *k) -> (*k, in, out)
+
+
+def _adjoint(kernel: Array) -> Array:
+    """`K'_k = K_{2-k}^T`: `prolong(x, K) = restrict^T(x, K')` and back (same padding; the
+    index relation `i = 2j + k - 1`, or mod n when periodic, holds for every grid size)."""
+    return jnp.flip(jnp.swapaxes(kernel, 0, 1), tuple(range(2, kernel.ndim)))
+
+
+STRIP_ROWS = 28
+
+
+def conv_same_last(
+    x: Float[Array, " *grid cin"], kernel: Float[Array, " cout cin *k"], padding: str
+) -> Float[Array, " *grid cout"]:
+    """`conv_same` on a channels-last field."""
+    k = _hwio(kernel)
+    rows = x.shape[0]
+    n = rows // STRIP_ROWS if x.ndim == 3 else 0
+    if n < 2:
+        return _conv_last(x, k, padding, 1, [(1, 1)] * (x.ndim - 1))
+    if padding == "periodic":
+        x = jnp.pad(x, [(1, 1), (1, 1), (0, 0)], mode="wrap")
+    edges = [round(i * rows / n) for i in range(n + 1)]
+    out = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        if padding == "periodic":
+            part, pads = x[a : b + 2], [(0, 0), (0, 0)]
+        else:
+            part = x[max(a - 1, 0) : min(b + 1, rows)]
+            pads = [(int(a == 0), int(b == rows)), (1, 1)]
+        out.append(_conv_last(part, k, "zero", 1, pads))
+    return jnp.concatenate(out, 0)
+
+
+def _restrict_last(x: Array, kernel: Array, padding: str) -> Array:
+    return _conv_last(x, _hwio(kernel), padding, 2, [(1, 1)] * (x.ndim - 1))
+
+
+def _phase_kernel(kernel: Array) -> Array:
+    """The prolongation kernel `(out, in, 3[, 3])` as a width-2 `(*2, in, 2^ndim out)` kernel
+    on the coarse grid, one block of `out` features per parity class of the fine points."""
+    ndim = kernel.ndim - 2
+    cout, cin = kernel.shape[:2]
+    zero = jnp.zeros((cin, cout), kernel.dtype)
+    parities = list(itertools.product((0, 1), repeat=ndim))
+
+    def block(parity, offset):
+        taps = [_PHASE_TAPS.get((p, d)) for p, d in zip(parity, offset, strict=True)]
+        return zero if None in taps else kernel[(slice(None), slice(None), *taps)].T
+
+    w = jnp.stack([jnp.concatenate([block(p, d) for p in parities], -1) for d in parities])
+    return w.reshape((2,) * ndim + (cin, len(parities) * cout))
+
+
+def _prolong_last(x: Array, kernel: Array, fine: tuple[int, ...], padding: str) -> Array:
+    """Fine point `2j` along an axis takes tap 1 of coarse point `j`, fine `2j + 1` taps 0 and
+    2 of coarse `j` and `j + 1`: one width-2 convolution of the coarse field (padded by one
+    point at the end) with `2^ndim` blocks of output features gives every parity class of
+    fine points, which are then interleaved (16 instead of 36 taps per coarse point, and no
+    zeros in the input). A periodic axis of odd length puts two coarse points side by side
+    across the seam; such grids take the dilated formulation of `prolong`."""
+    ndim = x.ndim - 1
+    if padding == "periodic" and any(n % 2 for n in fine):
+        return jnp.moveaxis(prolong(jnp.moveaxis(x, -1, 0), kernel, fine, padding), 0, -1)
+    cout = kernel.shape[0]
+    coarse = x.shape[:-1]
+    y = _conv_last(x, _phase_kernel(kernel), padding, 1, [(0, 1)] * ndim)
+    y = y.reshape(coarse + (2,) * ndim + (cout,))
+    # (m1, m2, p1, p2, c) -> (m1, p1, m2, p2, c) -> (2 m1, 2 m2, c), cropped to the fine grid
+    order = [a for axis in range(ndim) for a in (axis, ndim + axis)] + [2 * ndim]
+    y = jnp.transpose(y, order).reshape(tuple(2 * m for m in coarse) + (cout,))
+    return y[tuple(slice(n) for n in fine)]
+
+
+def _restriction_weight_grad(x: Array, dy: Array, kernel: Array, padding: str) -> Array:
+    """`∂<dy, restrict(x, K)>/∂K`, a stride-2 weight gradient."""
+    return jax.vjp(lambda k: _restrict_last(x, k, padding), kernel)[1](dy)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _restrict_input_grad(x: Array, kernel: Array, padding: str) -> Array:
+    return _restrict_last(x, kernel, padding)
+
+
+def _restrict_fwd(x, kernel, padding):
+    return _restrict_last(x, kernel, padding), (x, kernel)
+
+
+def _restrict_bwd(padding, residuals, dy):
+    x, kernel = residuals
+    dx = _prolong_last(dy, _adjoint(kernel), x.shape[:-1], padding)
+    return dx, _restriction_weight_grad(x, dy, kernel, padding)
+
+
+_restrict_input_grad.defvjp(_restrict_fwd, _restrict_bwd)
+
+
+def restrict_last(
+    x: Float[Array, " *grid cin"], kernel: Float[Array, " cout cin *k"], padding: str
+) -> Float[Array, " *coarse cout"]:
+    """`restrict` on a channels-last field; its input gradient is a (phase-split)
+    prolongation by the adjoint kernel. Reverse-mode only (a custom VJP)."""
+    # The input gradient comes from the custom rule, the kernel's from autodiff of the same
+    # convolution: under `vmap` a custom rule can only give per-sample kernel gradients
+    # (a grouped convolution, twice as slow here), autodiff gives their sum directly. The
+    # two convolutions are one after common-subexpression elimination, and `z - sg(z)` is 0.
+    y = _restrict_input_grad(x, jax.lax.stop_gradient(kernel), padding)
+    z = _restrict_last(jax.lax.stop_gradient(x), kernel, padding)
+    return y + (z - jax.lax.stop_gradient(z))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _prolong_last_vjp(x: Array, kernel: Array, fine: tuple[int, ...], padding: str) -> Array:
+    return _prolong_last(x, kernel, fine, padding)
+
+
+def _prolong_fwd(x, kernel, fine, padding):
+    return _prolong_last(x, kernel, fine, padding), (x, kernel)
+
+
+def _prolong_bwd(fine, padding, residuals, dy):
+    # prolong(x, K) = restrict^T(x, K'): dx = restrict(dy, K'), and the weight gradient is
+    # the restriction's with the roles of field and cotangent swapped
+    x, kernel = residuals
+    adjoint = _adjoint(kernel)
+    dx = _restrict_last(dy, adjoint, padding)
+    return dx, _adjoint(_restriction_weight_grad(dy, x, adjoint, padding))
+
+
+_prolong_last_vjp.defvjp(_prolong_fwd, _prolong_bwd)
+
+
+def prolong_last(
+    x: Float[Array, " *coarse cin"],
+    kernel: Float[Array, " cout cin *k"],
+    fine: tuple[int, ...],
+    padding: str,
+) -> Float[Array, " *fine cout"]:
+    """`prolong` on a channels-last field, computed by parity classes of the fine points;
+    its gradients are restrictions (see above). Reverse-mode only (a custom VJP)."""
+    if coarse_shape(fine) != x.shape[:-1]:
+        raise ValueError(
+            f"a coarse grid {x.shape[:-1]} does not come from a fine grid {fine}; "
+            f"expected coarse shape {coarse_shape(fine)}"
+        )
+    return _prolong_last_vjp(x, kernel, tuple(int(n) for n in fine), padding)
+
+
 # ---- fixed (textbook) stencils, single channel: kernels of shape (1, 1, 3[, 3]) ----------
 
 
@@ -157,6 +337,7 @@ def v_cycle(
     *,
     S_post: Sequence[Sequence[Operator]] | None = None,
     Pi: Sequence[Operator] | None = None,
+    channels_last: bool = False,
 ) -> Float[Array, " c *grid"]:
     """One multigrid V-cycle for `A u = f` from `u = 0`, with the level operators as arguments.
 
@@ -174,6 +355,9 @@ def v_cycle(
     turn into geometric multigrid for Poisson's equation. `Pi` is the learned initial guess of
     MgNet/MgNO; it is added back by `P` unchanged (not subtracted as in the full approximation
     scheme, where it would cancel out of a linear cycle).
+
+    Fields are `(channels, *grid)`, or `(*grid, channels)` with `channels_last=True` (the
+    grid shape handed to `P` is then `shape[:-1]`).
     """
     levels = len(A)
     if levels < 1 or len(S) != levels:
@@ -209,7 +393,8 @@ def v_cycle(
     if S_post is not None:
         u = smooth(u, fs[-1], A[-1], S_post[-1])
     for level in reversed(range(levels - 1)):
-        correction = P[level](u, fs[level].shape[1:])
+        fine = fs[level].shape[:-1] if channels_last else fs[level].shape[1:]
+        correction = P[level](u, fine)
         u = correction if us[level] is None else us[level] + correction
         if S_post is not None:
             u = smooth(u, fs[level], A[level], S_post[level])

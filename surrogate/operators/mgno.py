@@ -21,6 +21,7 @@ resolution the model will see (32 and 64 together: 0.01-0.02 at both, tests/test
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -32,8 +33,11 @@ from ._multigrid import (
     check_grid,
     check_padding,
     conv_same,
+    conv_same_last,
     prolong,
+    prolong_last,
     restrict,
+    restrict_last,
     uniform_init,
     v_cycle,
 )
@@ -50,6 +54,31 @@ def _check_field(x: Array, channels: int, ndim: int, levels: int, who: str) -> N
     if x.shape[0] != channels:
         raise ValueError(f"{who} expects {channels} input channels, got {x.shape[0]} ({x.shape})")
     check_grid(x.shape[1:], levels)
+
+
+def _channel_map(x: Float[Array, " *grid i"], weight: Float[Array, " o i"]) -> Array:
+    """`y[..., o] = Σ_i W[o, i] x[..., i]`, as a matrix product of the flattened grid (XLA's
+    CPU dot is 2-3x slower, forward and backward, on the field's own rank)."""
+    y = x.reshape(-1, x.shape[-1]) @ weight.T
+    return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+
+def _pointwise_last(linear: PointwiseLinear, x: Float[Array, " *grid i"]) -> Array:
+    """`PointwiseLinear` on a channels-last field: `y[..., o] = Σ_i W[o, i] x[..., i] + b[o]`."""
+    y = _channel_map(x, linear.weight)
+    if linear.bias is None:
+        return y
+    return y + linear.bias.reshape((1,) * (x.ndim - 1) + (-1,))
+
+
+def _affine(linear: PointwiseLinear) -> Float[Array, " o i1"]:
+    """`[W | b]`: the map `x -> W x + b` as a matrix acting on `(x, 1)`."""
+    bias = (
+        jnp.zeros(linear.weight.shape[:1], linear.weight.dtype)
+        if linear.bias is None
+        else linear.bias
+    )
+    return jnp.concatenate([linear.weight, bias[:, None]], 1)
 
 
 class MgConv(eqx.Module):
@@ -115,26 +144,54 @@ class MgConv(eqx.Module):
 
     def __call__(self, f: Float[Array, " c *grid"]) -> Float[Array, " c *grid"]:
         _check_field(f, self.channels, self.ndim, self.levels, "MgConv")
+        return jnp.moveaxis(self._cycle(jnp.moveaxis(f, 0, -1)), -1, 0)
 
+    def _cycle(
+        self, f: Float[Array, " *grid c"], first: Callable[[Array], Array] | None = None
+    ) -> Float[Array, " *grid c"]:
+        """The V-cycle on a channels-last field (the fast path; see `_multigrid`). `first`,
+        when given, computes the first smoothing step `S[0][0] f` another way."""
         pad = self.padding
 
-        def conv(w):
-            return functools.partial(conv_same, kernel=w, padding=pad)
+        def up(w):
+            return lambda x, fine: prolong_last(x, w, fine, pad)
 
-        def down(w):
-            return functools.partial(restrict, kernel=w, padding=pad)
+        S = [
+            [functools.partial(conv_same_last, kernel=w, padding=pad) for w in lv] for lv in self.S
+        ]
+        if first is not None:
+            S[0][0] = first
+        return self._v_cycle(f, conv_same_last, restrict_last, up, S=S, channels_last=True)
+
+    def _reference(self, f: Float[Array, " c *grid"]) -> Float[Array, " c *grid"]:
+        """The first implementation, channels-first with a dilated prolongation: kept to test
+        and time the fast path against (tests/test_mgno.py, benchmarks/mgno_step.py)."""
+        _check_field(f, self.channels, self.ndim, self.levels, "MgConv")
+        pad = self.padding
 
         def up(w):
             return lambda x, fine: prolong(x, w, fine, pad)
 
+        return self._v_cycle(f, conv_same, restrict, up)
+
+    def _v_cycle(self, f, conv_op, restrict_op, up, S=None, channels_last=False):
+        pad = self.padding
+
+        def conv(w):
+            return functools.partial(conv_op, kernel=w, padding=pad)
+
+        def down(w):
+            return functools.partial(restrict_op, kernel=w, padding=pad)
+
         return v_cycle(
             f,
             A=[conv(w) for w in self.A],
-            S=[[conv(w) for w in level] for level in self.S],
+            S=[[conv(w) for w in level] for level in self.S] if S is None else S,
             R=[down(w) for w in self.R],
             P=[up(w) for w in self.P],
             S_post=None if self.S_post is None else [[conv(w) for w in lv] for lv in self.S_post],
             Pi=None if self.Pi is None else [down(w) for w in self.Pi],
+            channels_last=channels_last,
         )
 
 
@@ -151,7 +208,33 @@ class MgNOLayer(eqx.Module):
         self.mix = PointwiseLinear(channels, channels, dtype=dtype, key=k2)
 
     def __call__(self, u: Float[Array, " c *grid"]) -> Float[Array, " c *grid"]:
-        return jax.nn.gelu(self.mgconv(u) + self.mix(u), approximate=False)
+        return jnp.moveaxis(self._last(jnp.moveaxis(u, 0, -1)), -1, 0)
+
+    def _last(
+        self, u: Float[Array, " *grid c"], source: tuple[Array, PointwiseLinear] | None = None
+    ) -> Float[Array, " *grid c"]:
+        """The layer on a channels-last field. `source = (x, lift)` says that `u = lift(x)`
+        with fewer channels in `x`: the maps applied to `u` itself (the first smoothing step
+        and `W`) are then composed with the lifting and applied to `(x, 1)` instead."""
+        if source is None or source[0].shape[-1] + 1 >= u.shape[-1]:
+            return jax.nn.gelu(
+                self.mgconv._cycle(u) + _pointwise_last(self.mix, u), approximate=False
+            )
+        x, lift = source
+        ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
+        x1 = jnp.concatenate([x, ones], -1)  # zero (or periodic) outside like u itself
+        lifted = _affine(lift)  # (width, cin + 1): u = lifted @ (x, 1)
+        kernel = jnp.einsum("oi...,ij->oj...", self.mgconv.S[0][0], lifted)
+        first = functools.partial(conv_same_last, x1, kernel=kernel, padding=self.mgconv.padding)
+        mixed = _channel_map(x1, self.mix.weight @ lifted)
+        if self.mix.bias is not None:
+            mixed = mixed + self.mix.bias.reshape((1,) * (u.ndim - 1) + (-1,))
+        return jax.nn.gelu(
+            self.mgconv._cycle(u, first=lambda _: first()) + mixed, approximate=False
+        )
+
+    def _reference(self, u: Float[Array, " c *grid"]) -> Float[Array, " c *grid"]:
+        return jax.nn.gelu(self.mgconv._reference(u) + self.mix(u), approximate=False)
 
 
 @savable
@@ -225,7 +308,18 @@ class MgNO(eqx.Module):
 
     def __call__(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
         _check_field(x, self.in_channels, self.ndim, self.levels, "MgNO")
+        # channels-last inside: the lifting writes that layout, the projection reads it
+        x = jnp.moveaxis(x, 0, -1)
+        u = _pointwise_last(self.lift, x)
+        u = self.layers[0]._last(u, source=(x, self.lift))
+        for layer in self.layers[1:]:
+            u = layer._last(u)
+        return jnp.moveaxis(_pointwise_last(self.project, u), -1, 0)
+
+    def _reference(self, x: Float[Array, " cin *grid"]) -> Float[Array, " cout *grid"]:
+        """The first implementation (`MgConv._reference`), for tests and benchmarks."""
+        _check_field(x, self.in_channels, self.ndim, self.levels, "MgNO")
         u = self.lift(x)
         for layer in self.layers:
-            u = layer(u)
+            u = layer._reference(u)
         return self.project(u)
