@@ -21,7 +21,6 @@ from surrogate.applications.gravity_waves import (
     fit_emulator,
     launch_fluxes,
     online_run,
-    predict,
     training_arrays,
 )
 from surrogate.cli import main
@@ -42,8 +41,9 @@ from surrogate.solvers.gravity_waves import (
 L = 24  # layers of the test column, 500 m thick from 17 km
 K300 = 2 * math.pi / 300e3
 
-# compiled once per dtype and switch: eager dispatch of the schemes is slow
-_STATIC = ("wavenumber", "centre", "smoothness", "spacing", "max_slope")
+# compiled once per dtype and switch: eager dispatch of the schemes is slow (the ring's
+# spacing and slope cap are traced, so that its tests share one compilation)
+_STATIC = ("wavenumber", "centre", "smoothness")
 
 
 def _jit(f):
@@ -172,17 +172,18 @@ def test_smooth_switch_tends_to_the_hard_one_and_has_finite_difference_gradients
     z, rho, n, dz = _column()
     u = _profile(25.0, 8.0, 1.0)
     kw = dict(flux=3e-3, width=20.0, c=phase_speeds(100.0, 40, jnp.float64), wavenumber=K300)
-    hard = gravity_wave_drag(u, n, rho, dz, **kw)
-    errors = [
-        float(jnp.abs(gravity_wave_drag(u, n, rho, dz, smoothness=d, **kw) - hard).sum())
-        for d in (0.1, 0.01, 0.001)
-    ]
-    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.05 * errors[0]
+
+    def drag(v, smoothness):
+        east, west = gravity_wave_fluxes(v, n, rho, dz, smoothness=smoothness, **kw)
+        return flux_drag(east + west, rho, dz)
+
+    hard = drag(u, 0.0)
+    errors = [float(jnp.abs(drag(u, d) - hard).sum()) for d in (0.3, 0.05)]
+    assert 0 < errors[1] < 0.5 * errors[0]
 
     @jax.jit
     def functional(v):
-        drag = gravity_wave_drag(v, n, rho, dz, smoothness=0.2, **kw)
-        return jnp.sum(jnp.sin(z / 3e3) * drag) * 1e5
+        return jnp.sum(jnp.sin(z / 3e3) * drag(v, 0.3)) * 1e5
 
     grad = jax.jit(jax.grad(functional))(u)
     direction = jnp.cos(z / 2e3)
@@ -367,8 +368,10 @@ def _emulator_params(dtype, n_col=None, flux=2e-3):
 
 
 @eqx.filter_jit
-def _emulate(model, u, params):
-    return model.drag_and_fluxes(u, params)
+def _emulate_randomized(model, key, scale, u, params):
+    """`_randomized` then `_emulate`, in one compiled function."""
+    model = _randomized(model, key, scale)
+    return model, model.drag_and_fluxes(u, params)
 
 
 @pytest.fixture(scope="module")
@@ -376,17 +379,33 @@ def small_emulators():
     """One small float64 model of each family (their weights are redrawn in the tests)."""
     with jax.enable_x64(True):
         key = jax.random.key(0)
+        # built by one compiled function each (eager construction compiles every op)
         return {
-            "ssm": GravityWaveSSM(width=8, depth=1, state_size=4, dtype=jnp.float64, key=key),
-            "mlp": GravityWaveMLP(n_levels=L, width=16, depth=1, dtype=jnp.float64, key=key),
-            "nonlocal": NonlocalGravityWaveSSM(
-                reach=2, width=8, depth=1, state_size=4, dtype=jnp.float64, key=key
-            ),  # fmt: skip
-        }
+            "ssm": eqx.filter_jit(lambda k: GravityWaveSSM(width=8, depth=1, state_size=4,
+                                                           dtype=jnp.float64, key=k))(key),
+            "mlp": eqx.filter_jit(lambda k: GravityWaveMLP(n_levels=L, width=16, depth=1,
+                                                           dtype=jnp.float64, key=k))(key),
+            "nonlocal": eqx.filter_jit(lambda k: NonlocalGravityWaveSSM(
+                reach=2, width=8, depth=1, state_size=4, dtype=jnp.float64, key=k))(key),
+        }  # fmt: skip
+
+
+def test_the_critical_level_features_are_the_scheme_without_breaking(x64):
+    """With no saturation (a huge k) and the hard switch, the scheme's eastward and
+    westward fluxes above each level are the fractions the `features` channels 7-8 give."""
+    z, rho, n, dz = _column()
+    u = _profile(30.0, 12.0, 2.0) - 8.0  # eastward jet aloft, easterlies at the top
+    east, west = gravity_wave_fluxes(u, n, rho, dz, flux=2e-3, width=20.0,
+                                     c=phase_speeds(100.0, 80, jnp.float64), wavenumber=1e8,
+                                     centre=0.0)  # fmt: skip
+    x = features(u, rho, n, jnp.asarray(2e-3), jnp.asarray(20.0), n_waves=80)
+    np.testing.assert_allclose(x[7], east[1:] / east[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(x[8], west[1:] / west[0], rtol=1e-12, atol=1e-15)
+    assert 0 < float(x[7, -1]) < 1 and 0 < float(x[8, -1]) < 1  # both are filtered
 
 
 @settings(
-    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(seed=st.integers(0, 2**16), scale=st.floats(0.1, 5.0), a=st.floats(-40, 40),
        kind=st.sampled_from(["ssm", "mlp"]))  # fmt: skip
@@ -394,11 +413,12 @@ def test_column_emulators_conserve_momentum_and_keep_wave_signs_for_any_weights(
     small_emulators, seed, scale, a, kind
 ):
     with jax.enable_x64(True):
-        model = _randomized(small_emulators[kind], jax.random.key(seed), jnp.asarray(scale))
         params = _emulator_params(jnp.float64)
         u = _profile(a, 0.3 * a, 1.0)
-        drag, (east, west) = _emulate(model, u, params)
-        east0, west0 = launch_fluxes(2e-3, 20.0, c_max=100.0, n_waves=40, centre=0.0)
+        _, (drag, (east, west)) = _emulate_randomized(
+            small_emulators[kind], jax.random.key(seed), jnp.asarray(scale), u, params
+        )
+        east0, west0 = launch_fluxes(2e-3, 20.0, c_max=100.0, n_waves=80, centre=0.0)
         np.testing.assert_allclose([east[0], west[0]], [east0, west0], rtol=1e-12)
         budget = jnp.sum(params["rho"] * params["dz"] * drag)
         np.testing.assert_allclose(budget, east[0] + west[0] - east[-1] - west[-1], atol=1e-15)
@@ -407,17 +427,18 @@ def test_column_emulators_conserve_momentum_and_keep_wave_signs_for_any_weights(
 
 
 @settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(seed=st.integers(0, 2**16), scale=st.floats(0.1, 5.0), shift=st.integers(1, 6))
 def test_nonlocal_emulator_conserves_momentum_over_the_ring_for_any_weights(
     small_emulators, seed, scale, shift
 ):
     with jax.enable_x64(True):
-        model = _randomized(small_emulators["nonlocal"], jax.random.key(seed), jnp.asarray(scale))
         u, *_ = _ring(7)
         params = _emulator_params(jnp.float64, n_col=7)
-        drag, (east, west) = _emulate(model, u, params)
+        _, (drag, (east, west)) = _emulate_randomized(
+            small_emulators["nonlocal"], jax.random.key(seed), jnp.asarray(scale), u, params
+        )
         mass = (params["rho"] * params["dz"])[None]
         total = east + west
         np.testing.assert_allclose(jnp.sum(mass * drag), jnp.sum(total[:, 0] - total[:, -1]),
@@ -426,7 +447,10 @@ def test_nonlocal_emulator_conserves_momentum_over_the_ring_for_any_weights(
         assert bool(jnp.all(jnp.diff(east, axis=1) <= 0) and jnp.all(jnp.diff(west, axis=1) >= 0))
         # one set of weights for every column: turning the ring turns the drag
         turned = {**params, "source_flux": jnp.roll(params["source_flux"], shift)}
-        drag_turned, _ = _emulate(model, jnp.roll(u, shift, axis=0), turned)
+        _, (drag_turned, _) = _emulate_randomized(
+            small_emulators["nonlocal"], jax.random.key(seed), jnp.asarray(scale),
+            jnp.roll(u, shift, axis=0), turned,
+        )  # fmt: skip
         np.testing.assert_allclose(drag_turned, jnp.roll(drag, shift, axis=0), rtol=1e-9,
                                    atol=1e-18)  # fmt: skip
         # what one column launches is spread over its neighbours: its own budget need not close
@@ -434,31 +458,27 @@ def test_nonlocal_emulator_conserves_momentum_over_the_ring_for_any_weights(
         assert float(jnp.max(jnp.abs(local))) > 1e-12
 
 
-def test_emulators_couple_into_the_qbo_and_are_fitted_on_problem_data(small_dataset):
+def test_an_emulator_fitted_on_problem_data_runs_in_the_qbo_in_place_of_the_scheme(
+    small_dataset, small_emulators
+):
     data = training_arrays(small_dataset)
     assert data["u"].shape == (6, 3, 6) and data["dz"].shape == (6,)
     key = jax.random.key(0)
-    model = NonlocalGravityWaveSSM(reach=1, width=8, depth=1, state_size=4, key=key)
-    fitted, history = fit_emulator(model, data, epochs=2, batch_size=4, key=key)
+    model = GravityWaveMLP(n_levels=6, width=16, depth=1, key=key)
+    fitted, history = fit_emulator(model, data, epochs=1, batch_size=4, key=key)
     # the input normalizer holds the training features' statistics
     x = jax.vmap(jax.vmap(features, in_axes=(0, None, None, 0, None)))(
         data["u"], data["rho"], data["n"], data["launch_flux"], data["source_width"]
     )
     np.testing.assert_allclose(fitted.in_norm.mean, x.mean(axis=(0, 1, 3)), rtol=1e-4, atol=1e-6)
-    assert len(history["train_loss"]) == 2 and np.all(np.isfinite(history["train_loss"]))
-    drag = predict(fitted, data)
-    one = fitted(data["u"][4], {"rho": data["rho"][4], "n": data["n"][4], "dz": data["dz"],
-                                "source_flux": data["launch_flux"][4],
-                                "source_width": data["source_width"][4]})  # fmt: skip
-    np.testing.assert_allclose(drag[4], one, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(fitted.in_norm.std, x.std(axis=(0, 1, 3)), rtol=1e-3, atol=1e-6)
+    assert len(history["train_loss"]) == 1 and np.all(np.isfinite(history["train_loss"]))
     # in the QBO model (the problem's ring) in place of the scheme, through rollout
-    problem = problems.problem_of_dataset(small_dataset)
-    qbo = problem.model()
+    qbo = problems.problem_of_dataset(small_dataset).model()
     result = online_run(qbo, fitted, years=0.2)
     assert bool(result.stable) and result.states[0].shape[1:] == (3, 6)
+    assert float(jnp.max(jnp.abs(result.states[0][-1] - result.states[0][0]))) > 0
     with pytest.raises(ValueError, match="shorter than the reach"):
-        NonlocalGravityWaveSSM(reach=2, width=8, depth=1, state_size=4, key=key)(
-            data["u"][0], {**qbo.params(0.0)}
-        )
-    with pytest.raises(ValueError, match="built for 36 levels, got 6"):
-        GravityWaveMLP(key=key)(data["u"][0], qbo.params(0.0))
+        small_emulators["nonlocal"](data["u"][0], qbo.params(0.0))
+    with pytest.raises(ValueError, match=f"built for {L} levels, got 6"):
+        small_emulators["mlp"](data["u"][0], qbo.params(0.0))

@@ -227,7 +227,8 @@ def ring_gravity_wave_fluxes(
             f"u should be (column, level) and flux (column,), got {u.shape}, {jnp.shape(flux)}"
         )
     _check_profiles(u[0], n, rho, dz)
-    if not spacing > 0 or not max_slope > 0:
+    concrete = all(isinstance(v, int | float) for v in (spacing, max_slope))
+    if concrete and not (spacing > 0 and max_slope > 0):
         raise ValueError(f"spacing and max_slope must be positive, got {spacing}, {max_slope}")
     n_col, n_lev = u.shape
     dtype = u.dtype

@@ -33,13 +33,18 @@ drag_k = −(F_{k+½} − F_{k−½})/(ρ_k dz_k). Hence for ANY weights:
 Inputs per level (normalized per channel, not per level): u, the running maximum and
 minimum of u from the launch level (u = 0 there) up to the level (where the eastward /
 westward waves slower than that already met a critical level: a prefix operation that
-a linear time-invariant SSM approximates only smoothly, given here), ln ρ, N, and the
-column's launched flux and spectral width at every level.
+a linear time-invariant SSM approximates only smoothly, given here), ln ρ, N, the
+column's launched flux and spectral width at every level, and the fractions of the
+launched eastward and westward flux that critical levels alone would let through to the
+level (from the known source spectrum and the running extremes: the sharp part of the
+scheme, which smooth networks reproduce poorly; breaking below critical levels, and on a
+ring the neighbours, are left to the network).
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -56,7 +61,7 @@ from ...solvers.gravity_waves import phase_speeds, source_spectrum
 from ...ssm import SSMStack
 from ...training import fit
 
-N_FEATURES = 7  # channels of `features`
+N_FEATURES = 9  # channels of `features`
 DAY = 86400.0
 
 
@@ -66,13 +71,30 @@ def features(
     n: Float[Array, " level"],
     flux: Float[Array, ""],
     width: Float[Array, ""],
-) -> Float[Array, "7 level"]:
-    """The 7 input channels of one column (module docstring), unnormalized."""
+    *,
+    c_max: float = 100.0,
+    n_waves: int = 80,
+    centre: float = 0.0,
+) -> Float[Array, "9 level"]:
+    """The 9 input channels of one column (module docstring), unnormalized: u, its running
+    maximum and minimum from the launch level, ln ρ, N, the launched flux, the width, and
+    the fractions of the launched eastward and westward flux that critical levels alone
+    would let through to each level (the source's waves faster than the running maximum,
+    slower than the running minimum)."""
     launch = jnp.zeros_like(u[:1])
     up = jnp.concatenate([launch, u])
+    highest, lowest = jax.lax.cummax(up)[1:], jax.lax.cummin(up)[1:]
+    c = phase_speeds(c_max, n_waves, u.dtype)
+    b = source_spectrum(c, flux=jnp.ones((), u.dtype), width=width, centre=centre)
+    east, west = jnp.maximum(b, 0.0), jnp.maximum(-b, 0.0)
+    tiny = jnp.finfo(u.dtype).tiny
+    faster = c[:, None] > highest[None, :]
+    slower = c[:, None] < lowest[None, :]
+    passes_east = jnp.sum(east[:, None] * faster, axis=0) / jnp.maximum(jnp.sum(east), tiny)
+    passes_west = jnp.sum(west[:, None] * slower, axis=0) / jnp.maximum(jnp.sum(west), tiny)
     ones = jnp.ones_like(u)
-    return jnp.stack([u, jax.lax.cummax(up)[1:], jax.lax.cummin(up)[1:], jnp.log(rho), n,
-                      flux * ones, width * ones])  # fmt: skip
+    return jnp.stack([u, highest, lowest, jnp.log(rho), n, flux * ones, width * ones,
+                      passes_east, passes_west])  # fmt: skip
 
 
 def launch_fluxes(flux, width, *, c_max: float, n_waves: int, centre: float):
@@ -115,7 +137,8 @@ class _Emulator(AbstractParameterization):
         dtype = norm.mean.dtype
         rho, n = params["rho"].astype(dtype), params["n"].astype(dtype)
         width = jnp.asarray(params["source_width"], dtype)
-        x = features(u.astype(dtype), rho, n, jnp.asarray(flux, dtype), width)
+        x = features(u.astype(dtype), rho, n, jnp.asarray(flux, dtype), width, c_max=self.c_max,
+                     n_waves=self.n_waves, centre=self.centre)  # fmt: skip
         return norm.encode(x)
 
     @abc.abstractmethod
@@ -175,7 +198,7 @@ class GravityWaveSSM(_ColumnEmulator):
     centre: float = eqx.field(static=True)
 
     def __init__(self, width: int = 32, depth: int = 2, state_size: int = 16, *,
-                 c_max: float = 100.0, n_waves: int = 40, centre: float = 0.0,
+                 c_max: float = 100.0, n_waves: int = 80, centre: float = 0.0,
                  dtype=jnp.float32, key: PRNGKeyArray):  # fmt: skip
         self.stack = SSMStack(N_FEATURES, 2, width, depth, state_size, bidirectional=True,
                               dt_min=0.01, dt_max=1.0, dtype=dtype, key=key)  # fmt: skip
@@ -201,7 +224,7 @@ class GravityWaveMLP(_ColumnEmulator):
     centre: float = eqx.field(static=True)
 
     def __init__(self, n_levels: int = 36, width: int = 256, depth: int = 3, *,
-                 c_max: float = 100.0, n_waves: int = 40, centre: float = 0.0,
+                 c_max: float = 100.0, n_waves: int = 80, centre: float = 0.0,
                  dtype=jnp.float32, key: PRNGKeyArray):  # fmt: skip
         self.mlp = eqx.nn.MLP(N_FEATURES * n_levels, 2 * n_levels, width, depth, jax.nn.gelu,
                               dtype=dtype, key=key)  # fmt: skip
@@ -236,7 +259,7 @@ class NonlocalGravityWaveSSM(_Emulator):
     nonlocal_: ClassVar[bool] = True
 
     def __init__(self, reach: int = 3, width: int = 48, depth: int = 2, state_size: int = 16,
-                 *, c_max: float = 100.0, n_waves: int = 40, centre: float = 0.0,
+                 *, c_max: float = 100.0, n_waves: int = 80, centre: float = 0.0,
                  dtype=jnp.float32, key: PRNGKeyArray):  # fmt: skip
         if reach < 0:
             raise ValueError(f"reach must be >= 0 columns, got {reach}")
@@ -260,7 +283,7 @@ class NonlocalGravityWaveSSM(_Emulator):
                 f"side allows ({2 * self.reach + 1})"
             )
         flux = jnp.broadcast_to(params["source_flux"], (n_col,))
-        x = jax.vmap(lambda v, f: self._features(v, params, f))(u, flux)  # (col, 7, level)
+        x = jax.vmap(lambda v, f: self._features(v, params, f))(u, flux)  # (col, 9, level)
         # the neighbours' features as channels: offsets -reach..reach
         window = jnp.concatenate([jnp.roll(x, -o, axis=0) for o in
                                   range(-self.reach, self.reach + 1)], axis=1)  # fmt: skip
@@ -328,12 +351,16 @@ def fit_emulator(
     batch_size: int = 64,
     learning_rate: float = 2e-3,
     column_weight: float = 1.0,
+    level_floor: float | None = None,
     key: PRNGKeyArray,
     progress: bool = False,
 ) -> tuple[_Emulator, dict]:
     """Fit the input normalizer, then minimise with Adam (cosine-decayed learning rate) the
     mean squared drag error in units of the drag's standard deviation, plus
     `column_weight` times that of the column integral Σ ρ dz drag in units of its own.
+    With `level_floor` the drag errors are in units of each LEVEL's standard deviation,
+    floored at `level_floor` times the overall one (quiet levels count as much as active
+    ones, without dividing by zero where the drag never varies).
     `data` are ring snapshots (`training_arrays`); a single-column emulator is trained on
     their columns one by one, the nonlocal one on whole rings (batch_size counts rings)."""
     if not learning_rate > 0 or epochs < 1:
@@ -341,7 +368,9 @@ def fit_emulator(
                          f"{epochs}")  # fmt: skip
     dz = jnp.asarray(data["dz"])
     n, n_col, n_lev = data["u"].shape
-    x = jax.vmap(jax.vmap(features, in_axes=(0, None, None, 0, None)))(
+    column_features = functools.partial(features, c_max=model.c_max, n_waves=model.n_waves,
+                                        centre=model.centre)  # fmt: skip
+    x = jax.vmap(jax.vmap(column_features, in_axes=(0, None, None, 0, None)))(
         data["u"], data["rho"], data["n"], data["launch_flux"], data["source_width"]
     ).reshape(n * n_col, N_FEATURES, n_lev)
     model = eqx.tree_at(lambda m: m.in_norm, model, Normalizer.fit(x))
@@ -356,6 +385,11 @@ def fit_emulator(
             "n": jnp.repeat(data["n"], n_col, axis=0),
         }
     drag_std = jnp.std(data["drag"]) + 1e-12
+    if level_floor is not None:
+        if not level_floor > 0:
+            raise ValueError(f"level_floor must be positive, got {level_floor}")
+        per_level = jnp.std(data["drag"].reshape(-1, n_lev), axis=0)
+        drag_std = jnp.maximum(per_level, level_floor * drag_std)
     column = jnp.sum(data["drag"] * (data["rho"][:, None] * dz[None, None]), axis=-1)
     column_std = jnp.std(column) + 1e-12
 
@@ -365,7 +399,8 @@ def fit_emulator(
 
         pred = jax.vmap(one)(batch["u"], batch["launch_flux"], batch["source_width"],
                              batch["rho"], batch["n"])  # fmt: skip
-        err = (pred - batch["drag"]) / drag_std
+        scale = drag_std.reshape((1,) * (pred.ndim - 1) + (-1,)) if drag_std.ndim else drag_std
+        err = (pred - batch["drag"]) / scale
         mass = batch["rho"] * dz[None]
         if m.nonlocal_:
             mass = mass[:, None]
