@@ -87,12 +87,16 @@ def test_the_imex_step_is_second_order_in_dt_with_the_wave_forcing(plumb, x64):
 
 # ---- Holton-Lindzen / Plumb two-wave QBO -------------------------------------------------
 
-# qbo1d (DataWaveProject/qbo1d, README figure figures/qbo-example-2waves.png): HL72's
-# damping (their eq. 9), isothermal 204 K, N = 2.16e-2 s⁻¹, K = 0.3 m²/s, w = 1e-5 m/s,
-# two waves ±0.6 mPa (their As = ±6e-4 Pa / ρ₀), ±32 m/s, zonal wavenumber 1, 17-35 km,
-# dz = 250 m, dt = 1 day, u = 0 at both ends; after 12 years of spin-up the figure gives
-# a period of 27 months at 25 km and standard deviations of 23.5 m/s at 25 km and
-# 20.1 m/s at 20 km.
+# The reference: the qbo1d test bed (github.com/DataWaveProject/qbo1d, its README and the
+# figure figures/qbo-example-2waves.png), a 1-D model of the Holton-Lindzen (1972) / Plumb
+# (1977) type. Its two-wave setting: HL72's radiative damping (their eq. 9, `hl72_damping`),
+# isothermal 204 K, N = 2.16e-2 s⁻¹, K = 0.3 m²/s, w = 1e-5 m/s, two waves of ±32 m/s and
+# zonal wavenumber 1 with launched fluxes ±0.6 mPa (the code's As = ±6e-4 Pa / ρ₀; the
+# README's text says ±6 mPa), 17-35 km, dz = 250 m, dt = 1 day, u = 0 at both ends. After
+# 12 years of spin-up the figure gives a period of 27 months at 25 km and standard
+# deviations of 23.5 m/s at 25 km and 20.1 m/s at 20 km. (Not a figure of Plumb 1977,
+# whose model is set up non-dimensionally, as in Vallis' Plumb-model script: this is a
+# dimensional instance whose numbers are published with the code.)
 QBO1D = dict(period_months=27.0, std_25km=23.5, std_20km=20.1)
 SPIN_UP, YEARS = 12 * 360.0, 16 * 360.0  # days, as qbo1d's 360-day years
 

@@ -16,10 +16,11 @@ B_m set so that Σ|B(c_i)| is the total launched flux (Pa). Waves faster than c�
 eastward (positive) flux, slower ones westward.
 
 **Propagation**: each wave keeps its flux ρ u'w' (no dissipation) upward until the first
-layer where it breaks, and deposits ALL of it there (AD99's assumption: breaking is
-followed by complete dissipation, their §2c). A wave breaks where its flux reaches the
-saturation flux of a hydrostatic, non-rotating wave of horizontal wavenumber k (AD99
-eq. 9 with their intermittency folded into B_m):
+layer where it breaks, and deposits ALL of it there (AD99's assumption, unlike
+Lindzen's saturation that keeps the wave at its saturated amplitude: breaking is followed
+by complete dissipation). A wave breaks where its flux reaches the saturation flux of a
+hydrostatic, non-rotating wave of horizontal wavenumber k (AD99's breaking condition,
+their intermittency factor folded into B_m; derived below):
 
     F_sat = ρ k ĉ³ / (2N),   ĉ = s (c − u),  s = sgn(c − c₀) its direction at launch.
 
