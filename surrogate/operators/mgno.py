@@ -16,11 +16,21 @@ machine-learned operators"). Measured in 1-D with width 8: trained at 33 points 
 -u'' = f (Dirichlet), relative L2 error 0.08 at 33 points and 1.45 at 65; trained at 32
 points on the periodic Hilbert transform, 0.01 at 32 and 0.17 at 64. Train on every
 resolution the model will see (32 and 64 together: 0.01-0.02 at both, tests/test_mgno.py).
+
+Speed. `__call__` runs the cycle on channels-last fields with the transfers of `_multigrid`'s
+fast path (phase-split prolongation; both transfers' gradients written with restrictions),
+the convolutions of grids of 56 rows or more in row strips, the first smoothing step and
+`W` of the first layer composed with the lifting, and GELU's derivative kept from the
+forward pass. `_reference` is the first implementation (channels-first, dilated
+prolongation, plain autodiff), kept to test against (equal to round-off in float64) and to
+time against: benchmarks/mgno_step.py. The fast path has custom VJPs, so it is
+reverse-mode only: `jax.jvp`/`jacfwd` of the model need `_reference`.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -69,6 +79,21 @@ def _pointwise_last(linear: PointwiseLinear, x: Float[Array, " *grid i"]) -> Arr
     if linear.bias is None:
         return y
     return y + linear.bias.reshape((1,) * (x.ndim - 1) + (-1,))
+
+
+@jax.custom_jvp
+def _gelu(x: Array) -> Array:
+    """`jax.nn.gelu(x, approximate=False)`, whose derivative `Φ(x) + x φ(x)` is formed in the
+    forward pass from the same `Φ` (autodiff recomputes erfc and its derivative after)."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+@_gelu.defjvp
+def _gelu_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    cdf = 0.5 * jax.lax.erfc(-x * math.sqrt(0.5))
+    pdf = jnp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+    return x * cdf, (cdf + x * pdf) * dx
 
 
 def _affine(linear: PointwiseLinear) -> Float[Array, " o i1"]:
@@ -217,9 +242,7 @@ class MgNOLayer(eqx.Module):
         with fewer channels in `x`: the maps applied to `u` itself (the first smoothing step
         and `W`) are then composed with the lifting and applied to `(x, 1)` instead."""
         if source is None or source[0].shape[-1] + 1 >= u.shape[-1]:
-            return jax.nn.gelu(
-                self.mgconv._cycle(u) + _pointwise_last(self.mix, u), approximate=False
-            )
+            return _gelu(self.mgconv._cycle(u) + _pointwise_last(self.mix, u))
         x, lift = source
         ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
         x1 = jnp.concatenate([x, ones], -1)  # zero (or periodic) outside like u itself
@@ -229,9 +252,7 @@ class MgNOLayer(eqx.Module):
         mixed = _channel_map(x1, self.mix.weight @ lifted)
         if self.mix.bias is not None:
             mixed = mixed + self.mix.bias.reshape((1,) * (u.ndim - 1) + (-1,))
-        return jax.nn.gelu(
-            self.mgconv._cycle(u, first=lambda _: first()) + mixed, approximate=False
-        )
+        return _gelu(self.mgconv._cycle(u, first=lambda _: first()) + mixed)
 
     def _reference(self, u: Float[Array, " c *grid"]) -> Float[Array, " c *grid"]:
         return jax.nn.gelu(self.mgconv._reference(u) + self.mix(u), approximate=False)
