@@ -97,9 +97,9 @@ def test_channels_last_transfers_match_reference(x64):
     their own gradients (restrictions for the prolongation, a phase-split prolongation for
     the restriction) against autodiff of the reference formulations."""
     rng = np.random.default_rng(5)
-    # odd and even zero, odd periodic (the dilated prolongation), 57 rows: the convolution
-    # in row strips (even periodic 1-D transfers: the finite-difference test below)
-    cases = [((6, 9), "zero"), ((7, 8), "periodic"), ((57, 3), "periodic")]
+    # odd and even sizes, zero and periodic (odd periodic: the dilated prolongation), and 57
+    # rows: the convolution in row strips
+    cases = [((6, 9), "zero"), ((6, 8), "periodic"), ((7, 8), "periodic"), ((57, 3), "periodic")]
     data = []
     for shape, padding in cases:
         coarse = tuple((n + 1) // 2 for n in shape)
