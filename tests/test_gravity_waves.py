@@ -350,14 +350,21 @@ def test_problem_options_are_refused_in_one_line(options, message):
 # ---- emulators: constraints for any weights ---------------------------------------------------
 
 
+def _key(seed):
+    """A PRNG key of XLA's own generator: compiles in a fraction of threefry's time, which
+    dominates building and redrawing these models."""
+    return jax.random.key(seed, impl="unsafe_rbg")
+
+
 @eqx.filter_jit
 def _randomized(model, key, scale):
-    """Every weight multiplied by a random factor around `scale`, normalizer included."""
+    """Every weight multiplied by a random factor around `scale`, normalizer included (one
+    draw for all leaves: a draw per leaf makes the compilation slow)."""
     leaves, tree = jax.tree.flatten(eqx.filter(model, eqx.is_inexact_array))
-    keys = jax.random.split(key, len(leaves))
-    leaves = [
-        a * scale * (1 + jax.random.normal(k, a.shape, a.dtype)) for a, k in zip(leaves, keys)
-    ]
+    sizes = [a.size for a in leaves]
+    noise = jax.random.normal(key, (sum(sizes),), leaves[0].dtype)
+    parts = jnp.split(noise, np.cumsum(sizes)[:-1])
+    leaves = [a * scale * (1 + e.reshape(a.shape)) for a, e in zip(leaves, parts, strict=True)]
     return eqx.combine(jax.tree.unflatten(tree, leaves), model)
 
 
@@ -376,18 +383,23 @@ def _emulate_randomized(model, key, scale, u, params):
 
 @pytest.fixture(scope="module")
 def small_emulators():
-    """One small float64 model of each family (their weights are redrawn in the tests)."""
+    """One small float64 model of each family (their weights are redrawn in the tests),
+    and a float32 MLP for the problem's small dataset."""
     with jax.enable_x64(True):
-        key = jax.random.key(0)
-        # built by one compiled function each (eager construction compiles every op)
-        return {
-            "ssm": eqx.filter_jit(lambda k: GravityWaveSSM(width=8, depth=1, state_size=4,
-                                                           dtype=jnp.float64, key=k))(key),
-            "mlp": eqx.filter_jit(lambda k: GravityWaveMLP(n_levels=L, width=16, depth=1,
-                                                           dtype=jnp.float64, key=k))(key),
-            "nonlocal": eqx.filter_jit(lambda k: NonlocalGravityWaveSSM(
-                reach=2, width=8, depth=1, state_size=4, dtype=jnp.float64, key=k))(key),
-        }  # fmt: skip
+        # built by one compiled function (eager construction compiles every op)
+        @eqx.filter_jit
+        def build(key):
+            return {
+                "ssm": GravityWaveSSM(width=8, depth=1, state_size=4, dtype=jnp.float64,
+                                      key=key),
+                "mlp": GravityWaveMLP(n_levels=L, width=16, depth=1, dtype=jnp.float64, key=key),
+                "nonlocal": NonlocalGravityWaveSSM(reach=2, width=8, depth=1, state_size=4,
+                                                   dtype=jnp.float64, key=key),
+                # for the 6-level columns of `small_dataset`, in float32 like its data
+                "mlp6": GravityWaveMLP(n_levels=6, width=16, depth=1, key=key),
+            }  # fmt: skip
+
+        return build(_key(0))
 
 
 def test_the_critical_level_features_are_the_scheme_without_breaking(x64):
@@ -416,7 +428,7 @@ def test_column_emulators_conserve_momentum_and_keep_wave_signs_for_any_weights(
         params = _emulator_params(jnp.float64)
         u = _profile(a, 0.3 * a, 1.0)
         _, (drag, (east, west)) = _emulate_randomized(
-            small_emulators[kind], jax.random.key(seed), jnp.asarray(scale), u, params
+            small_emulators[kind], _key(seed), jnp.asarray(scale), u, params
         )
         east0, west0 = launch_fluxes(2e-3, 20.0, c_max=100.0, n_waves=80, centre=0.0)
         np.testing.assert_allclose([east[0], west[0]], [east0, west0], rtol=1e-12)
@@ -437,7 +449,7 @@ def test_nonlocal_emulator_conserves_momentum_over_the_ring_for_any_weights(
         u, *_ = _ring(7)
         params = _emulator_params(jnp.float64, n_col=7)
         _, (drag, (east, west)) = _emulate_randomized(
-            small_emulators["nonlocal"], jax.random.key(seed), jnp.asarray(scale), u, params
+            small_emulators["nonlocal"], _key(seed), jnp.asarray(scale), u, params
         )
         mass = (params["rho"] * params["dz"])[None]
         total = east + west
@@ -448,7 +460,7 @@ def test_nonlocal_emulator_conserves_momentum_over_the_ring_for_any_weights(
         # one set of weights for every column: turning the ring turns the drag
         turned = {**params, "source_flux": jnp.roll(params["source_flux"], shift)}
         _, (drag_turned, _) = _emulate_randomized(
-            small_emulators["nonlocal"], jax.random.key(seed), jnp.asarray(scale),
+            small_emulators["nonlocal"], _key(seed), jnp.asarray(scale),
             jnp.roll(u, shift, axis=0), turned,
         )  # fmt: skip
         np.testing.assert_allclose(drag_turned, jnp.roll(drag, shift, axis=0), rtol=1e-9,
@@ -463,9 +475,8 @@ def test_an_emulator_fitted_on_problem_data_runs_in_the_qbo_in_place_of_the_sche
 ):
     data = training_arrays(small_dataset)
     assert data["u"].shape == (6, 3, 6) and data["dz"].shape == (6,)
-    key = jax.random.key(0)
-    model = GravityWaveMLP(n_levels=6, width=16, depth=1, key=key)
-    fitted, history = fit_emulator(model, data, epochs=1, batch_size=4, key=key)
+    fitted, history = fit_emulator(small_emulators["mlp6"], data, epochs=1, batch_size=4,
+                                   key=_key(0))  # fmt: skip
     # the input normalizer holds the training features' statistics
     x = jax.vmap(jax.vmap(features, in_axes=(0, None, None, 0, None)))(
         data["u"], data["rho"], data["n"], data["launch_flux"], data["source_width"]

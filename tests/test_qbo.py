@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from surrogate.coupling import ZeroParameterization, rollout
+from surrogate.coupling import ZeroParameterization
 from surrogate.solvers.gravity_waves import AD99
 from surrogate.solvers.qbo import (
     DAY,
@@ -63,11 +63,10 @@ def test_diffusion_decays_like_its_exact_mode_second_order_in_dz_and_dt(x64, top
         return float(jnp.max(jnp.abs(u[-1] - exact)))
 
     if varied == "dz":
-        errors = [error(dz, 0.05) for dz in (3000.0, 1500.0, 750.0)]
+        errors = [error(dz, 0.05) for dz in (1500.0, 750.0)]
     else:
-        errors = [error(1000.0, dt, semi_discrete=True) for dt in (2.0, 1.0, 0.5)]
-    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
-    np.testing.assert_allclose(orders, 2.0, atol=0.15)
+        errors = [error(1000.0, dt, semi_discrete=True) for dt in (1.0, 0.5)]
+    np.testing.assert_allclose(np.log2(errors[0] / errors[1]), 2.0, atol=0.1)
 
 
 def test_the_imex_step_is_second_order_in_dt_with_the_wave_forcing(plumb, x64):
@@ -167,7 +166,7 @@ def test_hl72_damping_profile():
 # ---- the spectral scheme's QBO -------------------------------------------------------------
 
 
-def test_ad99_drives_a_two_to_three_year_qbo_also_on_a_ring_and_through_rollout():
+def test_ad99_drives_a_two_to_three_year_qbo_also_on_a_ring():
     kw = dict(dz=500.0, source_flux=1e-3, source_width=20.0, sponge_time=5 * DAY)
     model = QBO(**kw)
     scheme = AD99(smoothness=0.1, centre=0.0)
@@ -182,10 +181,6 @@ def test_ad99_drives_a_two_to_three_year_qbo_also_on_a_ring_and_through_rollout(
     np.testing.assert_allclose(u3[-1], jnp.broadcast_to(u[-1], u3[-1].shape), rtol=1e-4,
                                atol=1e-3)  # fmt: skip
     assert ring.params(0.0)["source_flux"].shape == (3,)
-    # the first year through surrogate.coupling.rollout: identical states, stable
-    result = rollout(model.step, scheme, model.initial_state(), 365, save_every=365)
-    assert bool(result.stable)
-    np.testing.assert_allclose(result.states[0][-1], u[365], rtol=1e-5, atol=1e-5)
 
 
 def test_bad_settings_and_states_are_refused():
