@@ -62,7 +62,7 @@ def _steps(value: float, dt: float, name: str, minimum: int) -> int:
 
 
 class GravityWaves(Problem):
-    """Spectral gravity-wave drag on a ring of QBO columns: u -> drag (module docstring).
+    """Spectral gravity-wave drag on a ring of QBO columns: u -> AD99 drag, with oblique rays.
 
     Options: `n_columns` on the ring, `spacing` (m) between them, layer thickness `dz`
     (m, dividing the 18 km from 17 to 35 km), the scheme's horizontal `wavelength` (m),
