@@ -99,7 +99,7 @@ def _s5_pair(seed: int, **options):
     ]
 
 
-@settings(max_examples=7, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     length=st.integers(1, 24),
     seed=st.integers(0, 2**16),
@@ -344,13 +344,12 @@ def test_every_layer_has_the_one_interface(x64):
         make_layer("s5", H, 2 * N, merge="concat", **options),
         make_layer("s4", H, 2 * N, **options),
         make_layer("hydra", H, 2 * N, **options),
-        make_layer("s4d", H, 2 * N, merge="concat", **options),
     ]
     assert [type(m) for m in layers[:3]] == [S5, S4, Hydra]
     for layer, y in zip(layers, _call_all(layers, u, rate=2.0)):
         assert (layer.channels, layer.state_size) == (H, 2 * N)
         assert y.shape == (10, layer.out_channels)
-    assert [m.out_channels for m in layers] == [2 * H, H, H, 2 * H]
+    assert [m.out_channels for m in layers] == [2 * H, H, H]
 
     @eqx.filter_jit
     def outputs(model, v):
@@ -371,9 +370,10 @@ def test_every_layer_has_the_one_interface(x64):
         assert np.all(np.abs(changed[6:] - y[6:]).max(1) > 1e-6)
 
 
-def test_errors_name_what_was_expected():
+def test_errors_name_what_was_expected(x64):
     key = jax.random.key(0)
-    s5 = S5(H, 2 * N, key=key)
+    f64 = dict(dtype=jnp.float64, key=key)  # the shapes and dtype built before: no compiling
+    s5 = S5(H, 2 * N, **f64)
     with pytest.raises(ValueError, match=r"shape \(length >= 1, 2\), got \(5, 3\)"):
         s5(jnp.zeros((5, 3)))
     with pytest.raises(ValueError, match=r"dt must have shape \(5,\).*got \(4,\)"):
@@ -388,7 +388,7 @@ def test_errors_name_what_was_expected():
         S5(H, 8, blocks=3, key=key)
     with pytest.raises(ValueError, match="kernel must be one of"):
         S5(H, 8, kernel="fft", key=key)
-    bi = S5(H, 2 * N, bidirectional=True, key=key)
+    bi = S5(H, 2 * N, bidirectional=True, **f64)
     with pytest.raises(ValueError, match="cannot be stepped"):
         bi.step(bi.init_state(), jnp.zeros(H))
     with pytest.raises(ValueError, match="takes no state"):
@@ -400,14 +400,14 @@ def test_errors_name_what_was_expected():
     with pytest.raises(ValueError, match="merge must be 'sum' or 'concat'"):
         S4(H, 8, merge="mean", key=key)
     with pytest.raises(ValueError, match=r"shape \(length >= 1, 2\), got \(0, 2\)"):
-        S4(H, 2 * N, key=key)(jnp.zeros((0, H)))
+        S4(H, 2 * N, **f64)(jnp.zeros((0, H)))
     with pytest.raises(ValueError, match="heads must divide channels=6, got 4"):
         Hydra(6, 3, heads=4, key=key)
     with pytest.raises(ValueError, match=r"shape \(length >= 1, 6\), got \(6,\)"):
-        Hydra(6, 3, heads=3, key=key)(jnp.zeros(6))
+        Hydra(6, 3, heads=3, **f64)(jnp.zeros(6))
     with pytest.raises(ValueError, match="layer must be one of"):
         SSMBlock(H, 2 * N, layer="mamba", key=key)
     with pytest.raises(ValueError, match="needs bidirectional=True"):
-        SSMStack(H, 1, width=H, depth=1, state_size=2 * N, layer="hydra", key=key)
+        SSMStack(H, 1, width=4, depth=1, state_size=2 * N, layer="hydra", **f64)
     with pytest.raises(ValueError, match="dt need layer='s5', got layer='s4d'"):
-        SSMBlock(H, 2 * N, key=key)(jnp.zeros((3, H)), dt=jnp.ones(3))
+        SSMBlock(4, 2 * N, **f64)(jnp.zeros((3, 4)), dt=jnp.ones(3))

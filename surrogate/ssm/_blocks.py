@@ -116,7 +116,7 @@ class SSMBlock(eqx.Module):
         k_ssm, k_mix = jax.random.split(key)
         self.ssm = make_layer(layer, channels, state_size, bidirectional=bidirectional,
                               merge=merge, dtype=dtype, key=k_ssm, **ssm_kwargs)  # fmt: skip
-        width = getattr(self.ssm, "out_channels", channels)
+        width = self.ssm.out_channels
         out = 2 * channels if mixing == "glu" else channels
         self.mix = eqx.nn.Linear(width, out, dtype=dtype, key=k_mix)
         self.norm = eqx.nn.LayerNorm(channels, dtype=dtype)

@@ -108,7 +108,9 @@ class Hydra(eqx.Module):
     is the size of B_k and C_k (shared by the heads, Mamba-2's single group). Δ_k =
     softplus(W_Δ x_k + b_Δ)/rate with b_Δ set so that Δ starts log-uniform in [dt_min,
     dt_max] (a layer trained at one sampling rate evaluated at another takes `rate`); A = −1
-    at start, as in Hydra. Hydra sees the whole sequence: it cannot be stepped.
+    at start, as in Hydra. `chunk` is SSD's block length: 16 was the fastest of 16-128 on
+    CPU (forward + backward, L = 1024, H = 32, 4 heads, batch 8: 120 ms; 32: 144 ms, 64: 150
+    ms, 128: 228 ms). Hydra sees the whole sequence: it cannot be stepped.
 
     Example:
         >>> layer = Hydra(16, 8, key=jax.random.key(0))
@@ -135,7 +137,7 @@ class Hydra(eqx.Module):
         state_size: int = 16,
         *,
         heads: int | None = None,
-        chunk: int = 32,
+        chunk: int = 16,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         dtype=jnp.float32,

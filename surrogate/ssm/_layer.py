@@ -144,6 +144,10 @@ class DiagonalSSM(eqx.Module):
         self.chunk = chunk
 
     @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    @property
     def lam(self) -> Complex[Array, "channels modes"]:
         return jax.lax.complex(-jnp.exp(self.log_neg_real), self.imag)
 

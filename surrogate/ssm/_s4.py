@@ -23,8 +23,9 @@ K_k = C Ā^k B̄, k < L, is computed without powering Ā (S4, Sec. 3.3 and Alg. 
 The sums run over all N modes: each kept mode n is paired with its conjugate, whose
 weights are the conjugates (the low-rank term couples the two, so the halves cannot be run
 apart as in S4D). C̃ needs Ā^L, computed once per call by repeated squaring of the dense
-N × N matrix (log₂ L products); storing C rather than C̃ keeps the layer independent of L
-and of the sampling rate, and gives the recurrent form (`step`) for free.
+N × N matrix, which is real in the coordinates (Re z, Im z) (log₂ L real products); storing
+C rather than C̃ keeps the layer independent of L and of the sampling rate, and gives the
+recurrent form (`step`) for free.
 """
 
 from __future__ import annotations
@@ -53,6 +54,24 @@ def _pair(z) -> np.ndarray:
 def _full(z: Complex[Array, "... modes"]) -> Complex[Array, "... n"]:
     """The N-state vector from its N/2 kept modes: the conjugates fill the other half."""
     return jnp.concatenate([z, jnp.conj(z)], axis=-1)
+
+
+def _small_solve(m: Complex[Array, "... r r"], rhs: Complex[Array, "... r k"]) -> Array:
+    """m⁻¹ rhs for r = 1 or 2 in closed form: batches of tiny systems, where LAPACK's
+    batched calls cost more than the arithmetic (and two of them in one program's backward
+    pass were seen to stall XLA's CPU runtime)."""
+    if m.shape[-1] == 1:
+        return rhs / m
+    a, b, c, d = m[..., 0, :1], m[..., 0, 1:], m[..., 1, :1], m[..., 1, 1:]
+    det = a * d - b * c
+    r0, r1 = rhs[..., :1, :], rhs[..., 1:, :]
+    return (
+        jnp.concatenate(
+            [(d[..., None] * r0 - b[..., None] * r1), (a[..., None] * r1 - c[..., None] * r0)],
+            axis=-2,
+        )
+        / det[..., None]
+    )
 
 
 def dplr_kernel(
@@ -84,7 +103,7 @@ def dplr_kernel(
     k00, k01 = k[..., :n_out, 0], k[..., :n_out, 1:]
     k10, k11 = k[..., n_out:, :1], k[..., n_out:, 1:]
     eye = jnp.eye(rank, dtype=k.dtype)[None, None]
-    inner = jnp.linalg.solve(eye + s[..., None, None] * k11, k10)  # (h, f, r, 1)
+    inner = _small_solve(eye + s[..., None, None] * k11, k10)  # (h, f, r, 1)
     khat = dt[:, None, None] * (k00 - s[..., None] * (k01 @ inner)[..., 0])  # (h, f, out)
     kernel = jnp.fft.irfft(khat, n=length, axis=1)  # (h, length, out)
     return jnp.moveaxis(kernel, 2, 0).astype(dt.dtype)
@@ -192,16 +211,25 @@ class S4(eqx.Module):
         return jnp.exp(self.log_dt) / rate
 
     def discrete(self, rate: float | Float[Array, ""] = 1.0):
-        """Dense Ā (H, N, N), B̄ (H, N) and C (directions, H, N) in the eigenbasis."""
-        lam, p, b, c = self.lam, _complex(self.p), _complex(self.b), _complex(self.c)
-        q = p if self.q is None else _complex(self.q)
-        dt = self._step_size(rate)[:, None, None]
-        a = jax.vmap(jnp.diag)(_full(lam)) - jnp.einsum("hri,hrj->hij", _full(p), _full(q).conj())
-        eye = jnp.eye(a.shape[-1], dtype=a.dtype)[None]
-        left = eye - 0.5 * dt * a
-        a_bar = jnp.linalg.solve(left, eye + 0.5 * dt * a)
-        b_bar = dt[..., 0] * jnp.linalg.solve(left, _full(b)[..., None])[..., 0]
-        return a_bar, b_bar, _full(c)
+        """Dense Ā (H, N, N), B̄ (H, N) and C (directions, H, N) in the eigenbasis.
+
+        I − Δ/2 A = diag(1 − Δλ/2) + (Δ/2) P Qᴴ is inverted by the Woodbury identity
+        (an r × r system), as S4 does for its recurrent form (Gu et al. 2022, App. C.2).
+        """
+        lam, p, b, c = _full(self.lam), _full(_complex(self.p)), _complex(self.b), _complex(self.c)
+        q = p if self.q is None else _full(_complex(self.q))
+        dt = self._step_size(rate)[:, None]
+        d_inv = 1.0 / (1.0 - 0.5 * dt * lam)  # (h, n)
+        low = jnp.einsum("hri,hrj->hij", p, q.conj())  # P Qᴴ
+        right = jax.vmap(jnp.diag)(1.0 + 0.5 * dt * lam) - 0.5 * dt[..., None] * low
+        right = jnp.concatenate([right, _full(b)[..., None]], axis=-1)  # [I + Δ/2 A | B]
+        # (D + Δ/2 P Qᴴ)⁻¹ X = D⁻¹X − D⁻¹P (2/Δ + Qᴴ D⁻¹ P)⁻¹ Qᴴ D⁻¹X
+        dx = d_inv[..., None] * right
+        eye = jnp.eye(p.shape[1], dtype=p.dtype)[None]
+        small = 2.0 / dt[..., None] * eye + jnp.einsum("hri,hi,hsi->hrs", q.conj(), d_inv, p)
+        corr = _small_solve(small, jnp.einsum("hri,hij->hrj", q.conj(), dx))
+        out = dx - jnp.einsum("hi,hri,hrj->hij", d_inv, p, corr)
+        return out[..., :-1], dt * out[..., -1], _full(c)
 
     def kernel(
         self, length: int, rate: float | Float[Array, ""] = 1.0
@@ -210,8 +238,20 @@ class S4(eqx.Module):
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
         a_bar, _, c = self.discrete(rate)
-        n_modes = self.imag.shape[-1]
-        c_tilde = (c - _vector_times_power(c, a_bar, length))[..., :n_modes]
+        m = self.imag.shape[-1]
+        # Ā is conjugate-symmetric ([[E, F], [F̄, Ē]] over kept | conjugate modes), so in the
+        # coordinates (Re z, Im z) it is the real [[Re(E+F), −Im(E−F)], [Im(E+F), Re(E−F)]]:
+        # Ā^L by real squarings (4× fewer flops), and C Ā^L = C W⁻¹ (Ā_real)^L W with
+        # C W⁻¹ = [2 Re c, −2 Im c] and the kept half of v W equal to (v₁ − i v₂)/2.
+        e, f = a_bar[:, :m, :m], a_bar[:, :m, m:]
+        top = jnp.concatenate([jnp.real(e + f), -jnp.imag(e - f)], axis=-1)
+        bottom = jnp.concatenate([jnp.imag(e + f), jnp.real(e - f)], axis=-1)
+        a_real = jnp.concatenate([top, bottom], axis=-2)
+        ck = c[..., :m]
+        v = _vector_times_power(
+            jnp.concatenate([2.0 * jnp.real(ck), -2.0 * jnp.imag(ck)], axis=-1), a_real, length
+        )
+        c_tilde = ck - 0.5 * jax.lax.complex(v[..., :m], -v[..., m:])
         p = _complex(self.p)
         q = p if self.q is None else _complex(self.q)
         return dplr_kernel(self.lam, p, q, _complex(self.b), c_tilde, self._step_size(rate), length)

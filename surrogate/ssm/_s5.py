@@ -35,23 +35,21 @@ from ._kernels import _combine
 
 S5_KERNELS = ("auto", "scan", "assoc")
 
-# Up to this length the sequential scan was faster than the associative one on CPU
-# (benchmarks/ssm_family.py, `kernels`; see `select_s5_kernel`).
-S5_SHORT = 0
-
 
 def select_s5_kernel(length: int, platform: str | None = None) -> str:
     """The kernel `kernel="auto"` of `S5` uses for a sequence length on a platform.
 
-    On CPU, measured with `benchmarks/ssm_family.py --tasks kernels` (forward + backward,
-    batch 16 vmapped, H = 64, N = 64, 2 cores): the associative scan was the faster at
-    every length from 64 to 16384 (to be filled from the run quoted in the README). On
-    GPUs and TPUs the associative scan is used (not measured here): its depth is log L.
+    On CPU the sequential scan: measured with `benchmarks/ssm_family.py --tasks kernels`
+    (forward + backward, batch 16 vmapped, H = 64, N = 64, 2 shared cores, load 6), scan /
+    associative scan took 1.3 / 2.9 ms at L = 16, 8.6 / 17.6 ms at 256, 115 / 124 ms at
+    1024 and 428 / 920 ms at 4096 (at L = 64 the two were within the noise, 5.5 / 4.6 ms):
+    with N/2 complex modes per step the state is too small for the scan's per-step cost to
+    matter, while the associative scan does twice the work. On GPUs and TPUs the
+    associative scan (depth log L; not measured here).
     """
+    del length  # the same choice at every length measured
     platform = jax.default_backend() if platform is None else platform
-    if platform == "cpu" and length <= S5_SHORT:
-        return "scan"
-    return "assoc"
+    return "scan" if platform == "cpu" else "assoc"
 
 
 def hippo_n_blocks(state_size: int, blocks: int) -> tuple[np.ndarray, np.ndarray]:
