@@ -40,12 +40,12 @@ def select_s5_kernel(length: int, platform: str | None = None) -> str:
     """The kernel `kernel="auto"` of `S5` uses for a sequence length on a platform.
 
     On CPU the sequential scan: measured with `benchmarks/ssm_family.py --tasks kernels`
-    (forward + backward, batch 16 vmapped, H = 64, N = 64, 2 shared cores, load 6), scan /
-    associative scan took 1.3 / 2.9 ms at L = 16, 8.6 / 17.6 ms at 256, 115 / 124 ms at
-    1024 and 428 / 920 ms at 4096 (at L = 64 the two were within the noise, 5.5 / 4.6 ms):
-    with N/2 complex modes per step the state is too small for the scan's per-step cost to
-    matter, while the associative scan does twice the work. On GPUs and TPUs the
-    associative scan (depth log L; not measured here).
+    (forward + backward, batch 16 vmapped, H = 64, N = 64, 2 cores shared with a data
+    generation job), scan / associative scan took 1.6 / 3.4 ms at L = 64, 4.9 / 11.3 ms at
+    256, 72 / 81 ms at 1024 and 341 / 452 ms at 4096 (an earlier run at load 6: the same
+    order at every length): with N/2 complex modes per step the state is too small for the
+    scan's per-step cost to matter, while the associative scan does twice the work. On
+    GPUs and TPUs the associative scan (depth log L; not measured here: no GPU was lent).
     """
     del length  # the same choice at every length measured
     platform = jax.default_backend() if platform is None else platform
