@@ -222,6 +222,7 @@ def plot(rows: list[dict], problem: str, res: int, path: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("matplotlib missing: no plot (pip install -e .[plot])", file=sys.stderr)
         return
@@ -239,6 +240,7 @@ def plot(rows: list[dict], problem: str, res: int, path: Path) -> None:
     ax.set(xscale="log", yscale="log", xlabel="training time [s]",
            ylabel=f"test relative L2 (s = {res})",
            title=f"{problem}: error against training time (labels: epochs)")  # fmt: skip
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # overlapping labels
     ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".partial.png")
