@@ -236,7 +236,9 @@ def plot(rows: list[dict], problem: str, res: int, path: Path) -> None:
             ax.annotate(str(r["epochs"]), (ti, ei), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")  # fmt: skip
     if problem in PAPER:
-        ax.axhline(PAPER[problem]["fno"], color="grey", ls=":", label="FNO paper (500 epochs)")
+        label = ("FNO paper (500 epochs)" if problem == "darcy" else
+                 "FNO-2D paper (recurrent, T = 50, 500 epochs)")  # fmt: skip
+        ax.axhline(PAPER[problem]["fno"], color="grey", ls=":", label=label)
     ax.set(xscale="log", yscale="log", xlabel="training time [s]",
            ylabel=f"test relative L2 (s = {res})",
            title=f"{problem}: error against training time (labels: epochs)")  # fmt: skip
