@@ -102,7 +102,7 @@ def arrays(name: str, options: dict, start: int, n: int, seed: int):
     return x, y
 
 
-def build(model: str, problem: str, c_in: int, c_out: int, resolution: int, key, y_train=None):
+def build(model: str, problem: str, c_in: int, c_out: int, key, y_train=None):
     periodic = problem == "navier_stokes"
     if model == "fno":
         width = 20 if periodic else 32
@@ -335,7 +335,7 @@ def main() -> None:
                 )
         for name in (m for m in models if m != "neuralop"):
             key = jax.random.key(args.seed)
-            net = build(name, args.problem, x_tr.shape[1], y_tr.shape[1], res, key, y_tr)
+            net = build(name, args.problem, x_tr.shape[1], y_tr.shape[1], key, y_tr)
             n_params = sum(
                 a.size for a in jax.tree_util.tree_leaves(eqx.filter(net, eqx.is_inexact_array))
             )
