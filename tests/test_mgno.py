@@ -298,6 +298,29 @@ def test_fast_path_equals_reference(x64):
     for fast, ref in both(models, inputs):
         np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
 
+    # forward mode too (the transfers' custom rules are JVPs): a random direction in the
+    # weights and the input at once
+    @jax.jit
+    def tangents(models, inputs, directions):
+        out = []
+        for m, x, (dm, dx) in zip(models, inputs, directions, strict=True):
+
+            def run(call):
+                return jax.jvp(lambda m, x: jax.vmap(call(m))(x), (m, x), (dm, dx))[1]
+
+            out.append((run(lambda m: m), run(lambda m: m._reference)))
+        return out
+
+    directions = [
+        (
+            jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape)), m),
+            jnp.asarray(rng.standard_normal(x.shape)),
+        )
+        for m, x in zip(eqx.filter(models, eqx.is_inexact_array), inputs, strict=True)
+    ]
+    for fast, ref in tangents(models, inputs, directions):
+        np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
+
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

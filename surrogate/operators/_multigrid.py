@@ -233,57 +233,65 @@ def _restriction_weight_grad(x: Array, dy: Array, kernel: Array, padding: str) -
     return jax.vjp(lambda k: _restrict_last(x, k, padding), kernel)[1](dy)[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _restrict_input_grad(x: Array, kernel: Array, padding: str) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _restrict_last_jvp(x: Array, kernel: Array, padding: str) -> Array:
     return _restrict_last(x, kernel, padding)
 
 
-def _restrict_fwd(x, kernel, padding):
-    return _restrict_last(x, kernel, padding), (x, kernel)
+@_restrict_last_jvp.defjvp
+def _restrict_jvp(padding, primals, tangents):
+    # the tangent in x is written as the transpose of the phase-split prolongation by K'
+    # (restrict(., K) = prolong(., K')^T), so that reverse mode's input gradient is that
+    # prolongation instead of autodiff's dilated transposed convolution; the tangent in K
+    # is the convolution itself, whose transpose is its (batch-summed) weight gradient
+    x, kernel = primals
+    dx, dkernel = tangents
+    coarse = jax.ShapeDtypeStruct(coarse_shape(x.shape[:-1]) + (kernel.shape[0],), x.dtype)
+    adjoint = _adjoint(kernel)
 
+    def prolong_by_adjoint(e):
+        return _prolong_last(e, adjoint, x.shape[:-1], padding)
 
-def _restrict_bwd(padding, residuals, dy):
-    x, kernel = residuals
-    dx = _prolong_last(dy, _adjoint(kernel), x.shape[:-1], padding)
-    return dx, _restriction_weight_grad(x, dy, kernel, padding)
-
-
-_restrict_input_grad.defvjp(_restrict_fwd, _restrict_bwd)
+    (t_x,) = jax.linear_transpose(prolong_by_adjoint, coarse)(dx)
+    t_kernel = _restrict_last(x, dkernel, padding)
+    return _restrict_last(x, kernel, padding), t_x + t_kernel
 
 
 def restrict_last(
     x: Float[Array, " *grid cin"], kernel: Float[Array, " cout cin *k"], padding: str
 ) -> Float[Array, " *coarse cout"]:
     """`restrict` on a channels-last field; its input gradient is a (phase-split)
-    prolongation by the adjoint kernel. Reverse-mode only (a custom VJP)."""
-    # The input gradient comes from the custom rule, the kernel's from autodiff of the same
-    # convolution: under `vmap` a custom rule can only give per-sample kernel gradients
-    # (a grouped convolution, twice as slow here), autodiff gives their sum directly. The
-    # two convolutions are one after common-subexpression elimination, and `z - sg(z)` is 0.
-    y = _restrict_input_grad(x, jax.lax.stop_gradient(kernel), padding)
-    z = _restrict_last(jax.lax.stop_gradient(x), kernel, padding)
-    return y + (z - jax.lax.stop_gradient(z))
+    prolongation by the adjoint kernel (see above)."""
+    return _restrict_last_jvp(x, kernel, padding)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _prolong_last_vjp(x: Array, kernel: Array, fine: tuple[int, ...], padding: str) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _prolong_last_jvp(x: Array, kernel: Array, fine: tuple[int, ...], padding: str) -> Array:
     return _prolong_last(x, kernel, fine, padding)
 
 
-def _prolong_fwd(x, kernel, fine, padding):
-    return _prolong_last(x, kernel, fine, padding), (x, kernel)
-
-
-def _prolong_bwd(fine, padding, residuals, dy):
-    # prolong(x, K) = restrict^T(x, K'): dx = restrict(dy, K'), and the weight gradient is
-    # the restriction's with the roles of field and cotangent swapped
-    x, kernel = residuals
+@_prolong_last_jvp.defjvp
+def _prolong_jvp(fine, padding, primals, tangents):
+    # prolong(x, K) = restrict^T(x, K'), so both tangent maps are written as transposes
+    # (`jax.linear_transpose`) of the restriction's own linear maps: reverse mode, which
+    # transposes the tangents, then runs those maps themselves, the input gradient as a
+    # stride-2 convolution and the kernel's as the restriction's weight gradient with the
+    # roles of field and cotangent swapped (summed over a vmapped batch by autodiff, where a
+    # custom VJP would give per-sample kernel gradients under vmap)
+    x, kernel = primals
+    dx, dkernel = tangents
     adjoint = _adjoint(kernel)
-    dx = _restrict_last(dy, adjoint, padding)
-    return dx, _adjoint(_restriction_weight_grad(dy, x, adjoint, padding))
+    fine_field = jax.ShapeDtypeStruct(tuple(fine) + (kernel.shape[0],), x.dtype)
 
+    def restrict_by_adjoint(dy):
+        return _restrict_last(dy, adjoint, padding)
 
-_prolong_last_vjp.defvjp(_prolong_fwd, _prolong_bwd)
+    def weight_grad(dy):
+        return _adjoint(_restriction_weight_grad(dy, x, adjoint, padding))
+
+    (t_x,) = jax.linear_transpose(restrict_by_adjoint, fine_field)(dx)
+    (t_kernel,) = jax.linear_transpose(weight_grad, fine_field)(dkernel)
+    return _prolong_last(x, kernel, fine, padding), t_x + t_kernel
 
 
 def prolong_last(
@@ -293,13 +301,13 @@ def prolong_last(
     padding: str,
 ) -> Float[Array, " *fine cout"]:
     """`prolong` on a channels-last field, computed by parity classes of the fine points;
-    its gradients are restrictions (see above). Reverse-mode only (a custom VJP)."""
+    its gradients are restrictions (see above)."""
     if coarse_shape(fine) != x.shape[:-1]:
         raise ValueError(
             f"a coarse grid {x.shape[:-1]} does not come from a fine grid {fine}; "
             f"expected coarse shape {coarse_shape(fine)}"
         )
-    return _prolong_last_vjp(x, kernel, tuple(int(n) for n in fine), padding)
+    return _prolong_last_jvp(x, kernel, tuple(int(n) for n in fine), padding)
 
 
 # ---- fixed (textbook) stencils, single channel: kernels of shape (1, 1, 3[, 3]) ----------

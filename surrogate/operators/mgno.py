@@ -23,8 +23,9 @@ the convolutions of grids of 56 rows or more in row strips, the first smoothing 
 `W` of the first layer composed with the lifting, and GELU's derivative kept from the
 forward pass. `_reference` is the first implementation (channels-first, dilated
 prolongation, plain autodiff), kept to test against (equal to round-off in float64) and to
-time against: benchmarks/mgno_step.py. The fast path has custom VJPs, so it is
-reverse-mode only: `jax.jvp`/`jacfwd` of the model need `_reference`.
+time against: benchmarks/mgno_step.py. The transfers' gradients come from custom JVPs
+whose tangent maps are written as transposes, so forward mode (`jax.jvp`, `jacfwd`) works
+too, while reverse mode runs the cheap forms.
 """
 
 from __future__ import annotations
