@@ -66,7 +66,7 @@ from surrogate.problems.gravity_waves import C_MAX
 from surrogate.solvers.gravity_waves import AD99
 
 FULL = dict(n_train=24, n_test=8, n_times=110, stride=2, years=20.0,
-            epochs={"mlp": 40, "ssm": 10, "nonlocal": 15})  # fmt: skip
+            epochs={"mlp": 40, "ssm": 20, "nonlocal": 60})  # fmt: skip
 QUICK = dict(n_train=4, n_test=2, n_times=20, stride=2, years=2.0,
              epochs={"mlp": 2, "ssm": 1, "nonlocal": 1})  # fmt: skip
 # (batch size, learning rate, column weight): batches of columns for the single-column
@@ -179,7 +179,12 @@ def main() -> None:
         f"({time.perf_counter() - t_start:.0f} s)")  # fmt: skip
     key = jax.random.key(args.seed)
     k_mlp, k_ssm, k_nl, k_fit = jax.random.split(key, 4)
-    source = dict(c_max=C_MAX, n_waves=problem.n_waves, centre=0.0)
+    source = dict(
+        c_max=C_MAX,
+        n_waves=problem.n_waves,
+        centre=0.0,
+        wavenumber=2 * math.pi / problem.wavelength,
+    )
     models = {
         "mlp": GravityWaveMLP(problem.n_levels, width=256, depth=3, key=k_mlp, **source),
         "ssm": GravityWaveSSM(width=32, depth=2, state_size=16, key=k_ssm, **source),

@@ -393,8 +393,9 @@ def small_emulators():
                 "ssm": GravityWaveSSM(width=8, depth=1, state_size=4, dtype=jnp.float64,
                                       key=key),
                 "mlp": GravityWaveMLP(n_levels=L, width=16, depth=1, dtype=jnp.float64, key=key),
-                "nonlocal": NonlocalGravityWaveSSM(reach=2, width=8, depth=1, state_size=4,
-                                                   dtype=jnp.float64, key=key),
+                # deposits wrap 5 columns downstream on the 7-column ring, past the reach
+                "nonlocal": NonlocalGravityWaveSSM(reach=2, spread=5, width=8, depth=1,
+                                                   state_size=4, dtype=jnp.float64, key=key),
                 # for the 6-level columns of `small_dataset`, in float32 like its data
                 "mlp6": GravityWaveMLP(n_levels=6, width=16, depth=1, key=key),
             }  # fmt: skip
@@ -414,6 +415,25 @@ def test_the_critical_level_features_are_the_scheme_without_breaking(x64):
     np.testing.assert_allclose(x[7], east[1:] / east[0], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(x[8], west[1:] / west[0], rtol=1e-12, atol=1e-15)
     assert 0 < float(x[7, -1]) < 1 and 0 < float(x[8, -1]) < 1  # both are filtered
+
+
+def test_the_breaking_features_are_the_column_scheme_with_its_hard_switch(x64):
+    """At the scheme's own wavenumber (waves break where |B| reaches ρ k ĉ³/(2N)), the
+    fractions of the launched flux that the column scheme passes are channels 9-10."""
+    z, rho, n, dz = _column()
+    u = _profile(30.0, 12.0, 2.0) - 8.0
+    k = 2 * np.pi / 300e3
+    east, west = gravity_wave_fluxes(u, n, rho, dz, flux=2e-3, width=20.0,
+                                     c=phase_speeds(100.0, 80, jnp.float64), wavenumber=k,
+                                     centre=0.0)  # fmt: skip
+    x = features(u, rho, n, jnp.asarray(2e-3), jnp.asarray(20.0), n_waves=80, wavenumber=k)
+    np.testing.assert_allclose(x[9], east[1:] / east[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(x[10], west[1:] / west[0], rtol=1e-12, atol=1e-15)
+    # breaking removes more than the critical levels alone, at some levels and not at others
+    assert bool(jnp.all(x[9] <= x[7] + 1e-15) and jnp.all(x[10] <= x[8] + 1e-15))
+    assert float(jnp.max(x[7] - x[9])) > 0.05 and float(jnp.max(x[8] - x[10])) > 0.05
+    with pytest.raises(ValueError, match="wavenumber must be positive"):
+        GravityWaveSSM(width=4, depth=1, state_size=2, wavenumber=0.0, key=_key(0))
 
 
 @settings(
@@ -491,5 +511,7 @@ def test_an_emulator_fitted_on_problem_data_runs_in_the_qbo_in_place_of_the_sche
     assert float(jnp.max(jnp.abs(result.states[0][-1] - result.states[0][0]))) > 0
     with pytest.raises(ValueError, match="shorter than the reach"):
         small_emulators["nonlocal"](data["u"][0], qbo.params(0.0))
+    with pytest.raises(ValueError, match="too short to spread a deposit over 5 columns"):
+        small_emulators["nonlocal"](jnp.zeros((5, L)), _emulator_params(jnp.float32, n_col=5))
     with pytest.raises(ValueError, match=f"built for {L} levels, got 6"):
         small_emulators["mlp"](data["u"][0], qbo.params(0.0))
