@@ -9,8 +9,17 @@ their own gradients, see surrogate/operators/_multigrid.py); "reference" is
 `MgNO._reference`, the channels-first V-cycle the fast path replaced, on the same weights.
 Both are compiled first (compile time reported apart), then their steps alternate, the
 order swapped every round, so that other work on a shared machine slows both alike. We
-report the median wall time, its minimum, the median CPU time of this process, and the load
-average before and after. `--profile` adds the forward pass alone and a per-operation
+report the median wall time, its minimum, the median CPU time of this process (and the
+system part of it, with the minor page faults per step), and the load average before and
+after.
+
+Where the time goes besides the arithmetic: XLA's CPU runtime allocates each step's
+temporaries afresh (818 MB for the fast step, `memory_analysis()`), glibc's malloc maps
+blocks that large straight from the kernel, and the kernel faults in and zeroes every page
+on first touch, every step. For the reference that is ~2 M page faults and ~5 s of system
+time per step. An allocator that keeps freed memory removes it (`LD_PRELOAD=` jemalloc
+with `MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`): the JSON records LD_PRELOAD and
+MALLOC_CONF when set. `--profile` adds the forward pass alone and a per-operation
 breakdown of one fast step from `jax.profiler` (time summed over XLA's threads).
 
 Prints one JSON line per implementation and one with their ratio on stdout (also appended
@@ -24,6 +33,7 @@ import collections
 import json
 import os
 import re
+import resource
 import statistics
 import sys
 import tempfile
@@ -152,15 +162,19 @@ def main() -> None:
         params, state, value = step(params, state, x, y)
         jax.block_until_ready(value)
         runs[impl] = dict(step=step, carry=[params, state], compile_s=time.perf_counter() - t)
-        runs[impl].update(wall=[], cpu=[], loss=float(value))
+        runs[impl].update(wall=[], cpu=[], sys=[], faults=[], loss=float(value))
     for r in range(repeats):
         for impl in IMPLS if r % 2 == 0 else IMPLS[::-1]:
             run = runs[impl]
             w, p = time.perf_counter(), time.process_time()
+            u = resource.getrusage(resource.RUSAGE_SELF)
             params, state, value = run["step"](*run["carry"], x, y)
             jax.block_until_ready(value)
             run["wall"].append(time.perf_counter() - w)
             run["cpu"].append(time.process_time() - p)
+            v = resource.getrusage(resource.RUSAGE_SELF)
+            run["sys"].append(v.ru_stime - u.ru_stime)
+            run["faults"].append(v.ru_minflt - u.ru_minflt)
             run["carry"] = [params, state]
     load_at_end = list(os.getloadavg())
 
@@ -176,6 +190,8 @@ def main() -> None:
             "step_ms": round(1e3 * statistics.median(run["wall"]), 1),
             "step_min_ms": round(1e3 * min(run["wall"]), 1),
             "step_cpu_ms": round(1e3 * statistics.median(run["cpu"]), 1),
+            "step_sys_ms": round(1e3 * statistics.median(run["sys"]), 1),
+            "step_page_faults": int(statistics.median(run["faults"])),
             "compile_s": round(run["compile_s"], 1),
             "first_loss": run["loss"],
             "parameters": n_parameters,
@@ -192,6 +208,7 @@ def main() -> None:
         "speedup_cpu": round(ref["step_cpu_ms"] / fast["step_cpu_ms"], 2),
         "load_average_start": load_at_start,
         "load_average_end": load_at_end,
+        "allocator": {k: os.environ[k] for k in ("LD_PRELOAD", "MALLOC_CONF") if k in os.environ},
         "machine": machine(),
     }
     if args.profile:
@@ -204,7 +221,8 @@ def main() -> None:
     for line in lines[:2]:
         print(
             f"{line['impl']:>9}: step {line['step_ms']:8.1f} ms (min {line['step_min_ms']:.1f},"
-            f" cpu {line['step_cpu_ms']:.1f}), compile {line['compile_s']:.1f} s",
+            f" cpu {line['step_cpu_ms']:.1f} of which system {line['step_sys_ms']:.1f}, "
+            f"{line['step_page_faults']} page faults), compile {line['compile_s']:.1f} s",
             file=sys.stderr,
         )
     print(
