@@ -1,6 +1,6 @@
 """Emulating spectral gravity-wave drag in a QBO ring: offline skill and 20-year online runs.
 
-    python benchmarks/gravity_waves.py [--quick] [--seed 0] [--years 20]
+    python benchmarks/gravity_waves.py [--quick] [--seed 0] [--years 20] [--n-train 24]
 
 Data: `surrogate generate gravity_waves` rings (8 columns 150 km apart, 36 layers of
 500 m from 17 to 35 km, daily steps, AD99 with 80 phase speeds, switch smoothness 0.2 and
@@ -166,10 +166,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
     ap.add_argument("--years", type=float, default=None, help="length of the online runs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-train", type=int, default=None, help="training runs (24; 4 quick)")
     args = ap.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
     if args.years is not None:
         cfg["years"] = args.years
+    if args.n_train is not None:
+        if args.n_train < 1:
+            ap.error(f"--n-train must be at least 1, got {args.n_train}")
+        cfg["n_train"] = args.n_train
+    # outputs of a run on another training size keep those of the default one
+    tag = "" if args.quick or cfg["n_train"] == FULL["n_train"] else f"_n{cfg['n_train']}"
     t_start = time.perf_counter()
     problem = problems.get("gravity_waves", n_times=cfg["n_times"])
     train = training_arrays(read_dataset(dataset(problem, cfg["n_train"], 1000 + args.seed)),
@@ -208,7 +215,7 @@ def main() -> None:
                          "epochs": cfg["epochs"][name], "n_parameters": int(n_params),
                          "final_train_loss": round(hist["train_loss"][-1], 4)}  # fmt: skip
         results[name]["offline"] = offline(predict(trained[name], test), test)
-        surrogate.save(out_dir / f"gravity_waves_{name}_seed{args.seed}.eqx", trained[name])
+        surrogate.save(out_dir / f"gravity_waves_{name}_seed{args.seed}{tag}.eqx", trained[name])
         log(f"{name}: trained in {results[name]['train_seconds']} s, offline "
             f"R² {results[name]['offline']['r2_drag']:.3f}")  # fmt: skip
     local = AD99(c_max=C_MAX, n_waves=problem.n_waves, wavenumber=2 * math.pi / problem.wavelength,
@@ -241,8 +248,8 @@ def main() -> None:
             **{k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in v.items()}
                for k, v in stats.items()},
         }  # fmt: skip
-    png = out_dir / ("gravity_waves_qbo.png" if args.seed == 0 else
-                     f"gravity_waves_qbo_seed{args.seed}.png")  # fmt: skip
+    png = out_dir / ("gravity_waves_qbo.png" if args.seed == 0 and not tag else
+                     f"gravity_waves_qbo_seed{args.seed}{tag}.png")  # fmt: skip
     plot(runs, problem.heights(), cfg["years"], png)
 
     log(f"{'model':10s} {'R2':>6s} {'R2 lev':>7s} {'R2 min':>7s} {'R2 col':>7s}  online "
