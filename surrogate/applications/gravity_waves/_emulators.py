@@ -95,16 +95,17 @@ def features(
     b = source_spectrum(c, flux=jnp.ones((), u.dtype), width=width, centre=centre)
     east, west = jnp.maximum(b, 0.0), jnp.maximum(-b, 0.0)
     tiny = jnp.finfo(u.dtype).tiny
-    faster = c[:, None] > highest[None, :]
-    slower = c[:, None] < lowest[None, :]
-    passes_east = jnp.sum(east[:, None] * faster, axis=0) / jnp.maximum(jnp.sum(east), tiny)
-    passes_west = jnp.sum(west[:, None] * slower, axis=0) / jnp.maximum(jnp.sum(west), tiny)
+
+    def fraction(spectrum, passes):  # of the spectrum's flux in the waves that pass, per level
+        return jnp.sum(spectrum[:, None] * passes, axis=0) / jnp.maximum(jnp.sum(spectrum), tiny)
+
+    passes_east = fraction(east, c[:, None] > highest[None, :])
+    passes_west = fraction(west, c[:, None] < lowest[None, :])
     # AD99 with vertical rays and the hard switch: a wave lives while |B| < F_sat
     f_sat = saturation_flux(u[None, :], n[None, :], rho[None, :], c[:, None],
                             jnp.sign(b)[:, None], wavenumber)  # fmt: skip
     alive = jax.lax.cummin((f_sat > flux * jnp.abs(b)[:, None]).astype(u.dtype), axis=1)
-    lives_east = jnp.sum(east[:, None] * alive, axis=0) / jnp.maximum(jnp.sum(east), tiny)
-    lives_west = jnp.sum(west[:, None] * alive, axis=0) / jnp.maximum(jnp.sum(west), tiny)
+    lives_east, lives_west = fraction(east, alive), fraction(west, alive)
     ones = jnp.ones_like(u)
     return jnp.stack([u, highest, lowest, jnp.log(rho), n, flux * ones, width * ones,
                       passes_east, passes_west, lives_east, lives_west])  # fmt: skip
